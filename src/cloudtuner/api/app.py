@@ -1,0 +1,134 @@
+"""The FastAPI application: built from one Settings object by :func:`create_app`.
+
+At start the app creates the data dir, migrates the store, loads the providers and starts the
+scheduler; at stop it undoes that in reverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from cloudtuner import __version__
+from cloudtuner.api.errors import install_error_handlers
+from cloudtuner.api.routes import configs, health, jobs
+from cloudtuner.core.clock import Clock, SystemClock
+from cloudtuner.core.errors import ConfigurationError
+from cloudtuner.db import migrate
+from cloudtuner.db.engine import Database
+from cloudtuner.providers.base import CloudTrainerService
+from cloudtuner.providers.registry import ProviderRegistry, load_plugin
+from cloudtuner.scheduler.loops import Scheduler
+from cloudtuner.services.config_history import ConfigHistory
+from cloudtuner.services.context import ServiceContext
+from cloudtuner.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ProviderBuilder = Callable[[Settings], Iterable[CloudTrainerService]]
+
+
+def builtin_providers(settings: Settings) -> list[CloudTrainerService]:
+    """Return the providers that ship with cloudtuner, configured from ``settings``."""
+    del settings
+    return []
+
+
+def build_registry(settings: Settings, extra: Iterable[CloudTrainerService] = ()) -> ProviderRegistry:
+    """Return the registry of built-in providers, plugins named in settings, and ``extra``."""
+    registry = ProviderRegistry(builtin_providers(settings))
+    for import_string in settings.provider_plugins:
+        registry.add(load_plugin(import_string, settings))
+    for provider in extra:
+        registry.add(provider)
+    return registry
+
+
+def check_startable(settings: Settings) -> None:
+    """Refuse settings the server must not start with.
+
+    Raises:
+        ConfigurationError: the server would be reachable from other machines with no sign-in.
+    """
+    if not settings.binds_loopback_only:
+        raise ConfigurationError(
+            f"Refusing to listen on {settings.host}: with no users set up, anyone who can reach this "
+            "address could spend your provider credits. Bind to 127.0.0.1 (the default), or put an "
+            "authenticating reverse proxy in front of a loopback-bound server."
+        )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    providers: Iterable[CloudTrainerService] = (),
+    clock: Clock | None = None,
+) -> FastAPI:
+    """Return the cloudtuner app for ``settings``; ``providers`` are added to the built-in ones."""
+    check_startable(settings)
+    extra_providers = list(providers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = Database(settings.resolved_database_url)
+        registry = build_registry(settings, extra_providers)
+        try:
+            await migrate.upgrade(db)
+            ctx = ServiceContext(
+                settings=settings,
+                db=db,
+                providers=registry,
+                config_history=ConfigHistory(settings.config_history_dir),
+                clock=clock or SystemClock(),
+            )
+            scheduler = Scheduler(ctx)
+            app.state.ctx = ctx
+            app.state.scheduler = scheduler
+            if settings.scheduler_enabled:
+                scheduler.start()
+            log.info(
+                "cloudtuner %s ready: %s store, providers: %s",
+                __version__, db.dialect.name, ", ".join(registry.names) or "none",
+            )
+            try:
+                yield
+            finally:
+                await scheduler.stop()
+        finally:
+            await registry.aclose()
+            await db.dispose()
+
+    app = FastAPI(
+        title="cloudtuner",
+        version=__version__,
+        summary="A self-hosted control plane for fine-tuning jobs.",
+        description=(
+            "Submit training jobs to Replicate, self-hosted GPU workers or this machine, and follow "
+            "their status, logs and cost in one place. Errors are JSON: "
+            '`{"detail": "<sentence>", "code": "<stable_code>"}`.'
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(configs.router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Build the app from ``CLOUDTUNER_*`` variables: the factory ``cloudtuner server`` runs."""
+    settings = Settings()
+    logging.basicConfig(level=os.environ.get("CLOUDTUNER_LOG_LEVEL", "info").upper())
+    return create_app(settings)

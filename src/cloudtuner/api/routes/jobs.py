@@ -1,0 +1,150 @@
+"""Job routes: /api/cloud/jobs. Thin: parse, authorize, call one service, shape the reply."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from cloudtuner.api.deps import Context, SchedulerDep, requires
+from cloudtuner.core.errors import InvalidRequestError
+from cloudtuner.core.permissions import Permission, Principal
+from cloudtuner.core.states import JobStatus
+from cloudtuner.schemas.common import ErrorResponse
+from cloudtuner.schemas.jobs import (
+    CancelJobResponse,
+    DeleteJobResponse,
+    JobListResponse,
+    JobLogsResponse,
+    JobResponse,
+    SubmitJobRequest,
+    SubmitJobResponse,
+    SyncResponse,
+)
+from cloudtuner.services import jobs as job_service
+from cloudtuner.services import sync as sync_service
+
+router = APIRouter(prefix="/api/cloud/jobs", tags=["jobs"])
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorResponse, "description": "The request is not valid."},
+    404: {"model": ErrorResponse, "description": "No such job."},
+    409: {"model": ErrorResponse, "description": "The job's state does not allow this."},
+    422: {"model": ErrorResponse, "description": "A field is missing or has the wrong type."},
+}
+
+
+def _parse_statuses(raw: list[str] | None) -> list[JobStatus] | None:
+    if not raw:
+        return None
+    statuses: list[JobStatus] = []
+    for part in (p for value in raw for p in value.split(",")):
+        if not part.strip():
+            continue
+        try:
+            statuses.append(JobStatus(part.strip().lower()))
+        except ValueError:
+            known = ", ".join(s.value for s in JobStatus)
+            raise InvalidRequestError(f"Unknown status {part.strip()!r}; use one of: {known}.") from None
+    return statuses or None
+
+
+@router.post(
+    "/submit",
+    response_model=SubmitJobResponse,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": SubmitJobResponse, "description": "An idempotent replay: the earlier job."}, **ERRORS},
+    summary="Submit a training job",
+)
+async def submit_job(
+    body: SubmitJobRequest,
+    ctx: Context,
+    response: Response,
+    principal: Annotated[Principal, Depends(requires(Permission.JOB_SUBMIT))],
+    provider: Annotated[str, Query(description="Where to run it: replicate, worker, local, ...")] = "replicate",
+) -> SubmitJobResponse:
+    """Queue a job from a saved config (`config_name_to_load`) or an inline `config` with its
+    `dataloader_config`. Returns at once; the scheduler starts the job when limits allow."""
+    result = await job_service.submit_job(ctx, principal, provider.strip().lower(), body)
+    if result.idempotent_hit:
+        response.status_code = status.HTTP_200_OK
+    return SubmitJobResponse(
+        job_id=result.job.job_id, status=result.job.status, idempotent_hit=result.idempotent_hit, job=result.job
+    )
+
+
+@router.get("", response_model=JobListResponse, responses=ERRORS, summary="List jobs")
+async def list_jobs(
+    ctx: Context,
+    scheduler: SchedulerDep,
+    principal: Annotated[Principal, Depends(requires(Permission.JOB_VIEW_OWN, Permission.JOB_VIEW_ALL))],
+    limit: Annotated[int, Query(ge=1, le=job_service.MAX_PAGE_SIZE, description="Jobs per page.")] = 50,
+    status_filter: Annotated[
+        list[str] | None, Query(alias="status", description="Only jobs in these states (repeat or comma-separate).")
+    ] = None,
+    provider: Annotated[str | None, Query(description="Only jobs of this provider.")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    sync_active: Annotated[bool, Query(description="Read active jobs from their providers first.")] = False,
+) -> JobListResponse:
+    """Jobs the caller may see, newest first, a page at a time."""
+    statuses = _parse_statuses(status_filter)
+    sync = None
+    if sync_active:
+        sync = await sync_service.sync_jobs(ctx, principal, scheduler.owner, import_runs=False)
+    page = await job_service.list_jobs(
+        ctx, principal, limit=limit, statuses=statuses, provider=provider, cursor=cursor
+    )
+    return JobListResponse(jobs=page.jobs, next_cursor=page.next_cursor, has_more=page.next_cursor is not None, sync=sync)
+
+
+@router.post("/sync", response_model=SyncResponse, summary="Sync jobs from providers")
+async def sync_jobs(
+    ctx: Context,
+    scheduler: SchedulerDep,
+    principal: Annotated[Principal, Depends(requires(Permission.JOB_SYNC))],
+) -> SyncResponse:
+    """Read every active job from its provider now, and import provider runs not yet known."""
+    return await sync_service.sync_jobs(ctx, principal, scheduler.owner, import_runs=True)
+
+
+@router.get("/{job_id}", response_model=JobResponse, responses=ERRORS, summary="Get a job")
+async def get_job(
+    job_id: str,
+    ctx: Context,
+    principal: Annotated[Principal, Depends(requires(Permission.JOB_VIEW_OWN, Permission.JOB_VIEW_ALL))],
+) -> JobResponse:
+    """One job with its config, config snapshot and timeline."""
+    return JobResponse(job=await job_service.get_job(ctx, principal, job_id))
+
+
+@router.get("/{job_id}/logs", response_model=JobLogsResponse, responses=ERRORS, summary="Get a job's logs")
+async def get_job_logs(
+    job_id: str,
+    ctx: Context,
+    principal: Annotated[Principal, Depends(requires(Permission.JOB_VIEW_OWN, Permission.JOB_VIEW_ALL))],
+    offset: Annotated[int, Query(ge=0, description="Return only the log after this position.")] = 0,
+    tail: Annotated[int | None, Query(ge=0, le=100_000, description="Return only the last N lines.")] = None,
+) -> JobLogsResponse:
+    """The job's log; poll with `offset=next_offset` to follow it."""
+    return await job_service.get_job_logs(ctx, principal, job_id, offset=offset, tail_lines=tail)
+
+
+@router.post("/{job_id}/cancel", response_model=CancelJobResponse, responses=ERRORS, summary="Cancel a job")
+async def cancel_job(
+    job_id: str,
+    ctx: Context,
+    principal: Annotated[Principal, Depends(requires(Permission.JOB_CANCEL_OWN, Permission.JOB_CANCEL_ALL))],
+) -> CancelJobResponse:
+    """Stop a queued or running job. A finished job gets 409."""
+    return await job_service.cancel_job(ctx, principal, job_id)
+
+
+@router.delete("/{job_id}", response_model=DeleteJobResponse, responses=ERRORS, summary="Delete a finished job")
+async def delete_job(
+    job_id: str,
+    ctx: Context,
+    principal: Annotated[Principal, Depends(requires(Permission.JOB_DELETE_OWN, Permission.JOB_DELETE_ALL))],
+) -> DeleteJobResponse:
+    """Delete a completed, failed or cancelled job with its logs. Others get 409."""
+    await job_service.delete_job(ctx, principal, job_id)
+    return DeleteJobResponse(job_id=job_id)

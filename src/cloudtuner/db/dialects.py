@@ -1,0 +1,135 @@
+"""What differs between SQLite and PostgreSQL, as one object per database.
+
+Services never check which database they talk to; anything that differs lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.dml import Insert
+
+READ_ONLY_OPTION = "cloudtuner_read_only"
+_MIGRATION_LOCK_KEY = 0x636C6F7564  # "cloud": the advisory lock id held while migrating
+
+
+class StoreDialect:
+    """The behaviour a database must supply to the job store."""
+
+    name = "base"
+
+    def engine_options(self) -> dict[str, Any]:
+        """Return keyword arguments for ``create_async_engine``."""
+        return {}
+
+    def install(self, engine: AsyncEngine) -> None:
+        """Attach connection-level setup to ``engine``."""
+
+    def insert(self, table: Table) -> Insert:
+        """Return an INSERT for ``table`` that supports ``on_conflict_do_nothing``."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def migration_lock(self, connection: Connection) -> Iterator[None]:
+        """Hold a lock, across processes, for as long as migrations run."""
+        yield
+
+
+class SqliteDialect(StoreDialect):
+    """SQLite: WAL, foreign keys on, a busy timeout, and writes that take the lock up front.
+
+    Write transactions begin with ``BEGIN IMMEDIATE``, so two writers queue on the busy timeout
+    instead of failing when a read lock cannot be upgraded. Sessions on the read-only engine begin
+    deferred and never block writers (WAL).
+    """
+
+    name = "sqlite"
+    busy_timeout_ms = 30_000
+
+    def __init__(self, url: str) -> None:
+        self.database_path: Path | None = None
+        database = make_url(url).database
+        if database and database != ":memory:":
+            self.database_path = Path(database)
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"connect_args": {"timeout": self.busy_timeout_ms / 1000}}
+
+    def install(self, engine: AsyncEngine) -> None:
+        busy_timeout_ms = self.busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event, below, issue BEGIN itself.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            if connection.get_execution_options().get(READ_ONLY_OPTION):
+                connection.exec_driver_sql("BEGIN")
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def insert(self, table: Table) -> Insert:
+        return sqlite.insert(table)
+
+    @contextlib.contextmanager
+    def migration_lock(self, connection: Connection) -> Iterator[None]:
+        if self.database_path is None:
+            yield
+            return
+        lock_path = self.database_path.with_name(self.database_path.name + ".migrate.lock")
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class PostgresDialect(StoreDialect):
+    """PostgreSQL through asyncpg; migrations serialised by an advisory lock."""
+
+    name = "postgresql"
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+    def insert(self, table: Table) -> Insert:
+        return postgresql.insert(table)
+
+    @contextlib.contextmanager
+    def migration_lock(self, connection: Connection) -> Iterator[None]:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+
+
+def dialect_for_url(url: str) -> StoreDialect:
+    """Return the StoreDialect for an async SQLAlchemy URL.
+
+    Raises:
+        ValueError: the URL names a database cloudtuner does not support.
+    """
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return SqliteDialect(url)
+    if backend == "postgresql":
+        return PostgresDialect()
+    raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")

@@ -1,0 +1,150 @@
+"""The background scheduler: dispatch, recovery and sync loops in the server process.
+
+Every loop is safe to run in several server processes on one database at once: work is taken
+with leases (``services.leases``), never by remembering it in memory. A loop that fails logs the
+error and carries on at its next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from sqlalchemy import delete
+
+from cloudtuner.core.errors import ProviderError
+from cloudtuner.db.tables import IdempotencyKeyRow
+from cloudtuner.services import dispatch
+from cloudtuner.services.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+
+
+def make_owner_name() -> str:
+    """Return a name for this process's leases: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Scheduler:
+    """Runs the loops; ``run_*_once`` do one round each and are what tests drive directly."""
+
+    def __init__(self, ctx: ServiceContext, *, owner: str | None = None, max_concurrent_calls: int = 8) -> None:
+        self.ctx = ctx
+        self.owner = owner or make_owner_name()
+        self._max_concurrent_calls = max_concurrent_calls
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    # --- one round of each kind of work ---------------------------------------------------------
+
+    async def run_dispatch_once(self) -> int:
+        """Start queued jobs, as many as there are free call slots; return how many were claimed."""
+        free = self._free_slots()
+        if free == 0:
+            return 0
+        claimed = await dispatch.claim_queued(self.ctx, self.owner, limit=free)
+        for job_id, token in claimed:
+            self._spawn(dispatch.dispatch_job(self.ctx, job_id, token), f"dispatch {job_id}")
+        return len(claimed)
+
+    async def run_reconcile_once(self) -> int:
+        """Recover interrupted starts and sync runs that are due; return how many jobs were taken."""
+        free = self._free_slots()
+        if free == 0:
+            return 0
+        orphans = await dispatch.claim_orphans(self.ctx, self.owner, limit=free)
+        for job_id, token in orphans:
+            self._spawn(dispatch.recover_job(self.ctx, job_id, token), f"recover {job_id}")
+        free = self._free_slots()
+        due = await dispatch.claim_due_for_sync(self.ctx, self.owner, limit=free) if free else []
+        for job_id, token in due:
+            self._spawn(dispatch.sync_job(self.ctx, job_id, token), f"sync {job_id}")
+        return len(orphans) + len(due)
+
+    async def run_housekeeping_once(self) -> None:
+        """Delete expired idempotency keys."""
+        async with self.ctx.db.transaction() as session:
+            await session.execute(
+                delete(IdempotencyKeyRow).where(IdempotencyKeyRow.expires_at <= self.ctx.clock.now())
+            )
+
+    async def drain(self) -> None:
+        """Wait until every provider call this scheduler started has finished."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loops as tasks of the running event loop."""
+        self._stopping.clear()
+        self._loops = [
+            asyncio.create_task(self._dispatch_loop(), name="scheduler-dispatch"),
+            asyncio.create_task(
+                self._every(self._reconcile_tick_seconds(), self.run_reconcile_once), name="scheduler-reconcile"
+            ),
+            asyncio.create_task(
+                self._every(HOUSEKEEPING_INTERVAL_SECONDS, self.run_housekeeping_once), name="scheduler-housekeeping"
+            ),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the loops and cancel calls still in flight (their jobs are recovered later)."""
+        self._stopping.set()
+        for task in [*self._loops, *self._in_flight]:
+            task.cancel()
+        for task in [*self._loops, *self._in_flight]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loops.clear()
+        self._in_flight.clear()
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        return max(0, self._max_concurrent_calls - len(self._in_flight))
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except ProviderError as exc:
+                log.warning("%s: %s", name, exc.message)
+            except Exception:
+                log.exception("%s failed", name)
+            self.ctx.wake_dispatcher()
+
+        task = asyncio.create_task(run(), name=name)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    def _reconcile_tick_seconds(self) -> float:
+        return min(1.0, self.ctx.settings.reconcile_interval_seconds)
+
+    async def _dispatch_loop(self) -> None:
+        wakeup = self.ctx.dispatch_wakeup
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), timeout=self.ctx.settings.dispatch_interval_seconds)
+            wakeup.clear()
+            try:
+                while await self.run_dispatch_once():
+                    pass
+            except Exception:
+                log.exception("dispatch round failed")
+
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[object]]) -> None:
+        while not self._stopping.is_set():
+            try:
+                await work()
+            except Exception:
+                log.exception("scheduler round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

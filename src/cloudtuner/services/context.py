@@ -1,0 +1,28 @@
+"""What every service function needs, built once by the app and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from cloudtuner.core.clock import Clock, SystemClock
+from cloudtuner.db.engine import Database
+from cloudtuner.providers.registry import ProviderRegistry
+from cloudtuner.services.config_history import ConfigHistory
+from cloudtuner.settings import Settings
+
+
+@dataclass
+class ServiceContext:
+    """The store, the providers, the clock and the settings, plus the dispatcher's wake-up."""
+
+    settings: Settings
+    db: Database
+    providers: ProviderRegistry
+    config_history: ConfigHistory
+    clock: Clock = field(default_factory=SystemClock)
+    dispatch_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake_dispatcher(self) -> None:
+        """Tell this process's dispatcher that a job may be ready to start."""
+        self.dispatch_wakeup.set()

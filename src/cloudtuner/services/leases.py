@@ -1,0 +1,118 @@
+"""Leases on job rows: how one process at a time works on a job without holding a lock.
+
+A lease is three columns on the job: who holds it, a random token, and when it expires. It is
+taken with a guarded UPDATE, renewed by a heartbeat while slow work runs, and checked again
+before a result is written: a holder whose lease expired has its result dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from cloudtuner.db.tables import JobRow
+from cloudtuner.services.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+
+def lease_is_free(now_param: object) -> ColumnElement[bool]:
+    """Return the condition 'nobody holds a live lease on this job' at time ``now_param``."""
+    return or_(JobRow.lease_expires_at.is_(None), JobRow.lease_expires_at < now_param)
+
+
+async def claim_jobs(
+    ctx: ServiceContext,
+    owner: str,
+    condition: ColumnElement[bool],
+    *,
+    order_by: Sequence[ColumnElement[object]] | None = None,
+    limit: int = 20,
+) -> list[tuple[str, str]]:
+    """Lease up to ``limit`` jobs matching ``condition``; return (job id, lease token) pairs.
+
+    Safe with several processes on one database: a job is leased by exactly one of them.
+    """
+    now = ctx.clock.now()
+    expires = now + timedelta(seconds=ctx.settings.lease_seconds)
+    claimed: list[tuple[str, str]] = []
+    async with ctx.db.transaction() as session:
+        query = select(JobRow.id).where(condition, lease_is_free(now))
+        query = query.order_by(*(order_by or [JobRow.id])).limit(limit)
+        candidates = (await session.scalars(query)).all()
+        for job_id in candidates:
+            token = secrets.token_hex(16)
+            result = await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, condition, lease_is_free(now))
+                .values(lease_owner=owner, lease_token=token, lease_expires_at=expires)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append((job_id, token))
+    return claimed
+
+
+async def renew_lease(ctx: ServiceContext, job_id: str, token: str) -> bool:
+    """Extend a lease this process holds; return False if it was lost."""
+    expires = ctx.clock.now() + timedelta(seconds=ctx.settings.lease_seconds)
+    async with ctx.db.transaction() as session:
+        result = await session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.lease_token == token)
+            .values(lease_expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def release_lease(ctx: ServiceContext, job_id: str, token: str) -> None:
+    """Give up a lease this process holds (a no-op if it was lost)."""
+    async with ctx.db.transaction() as session:
+        await session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.lease_token == token)
+            .values(lease_owner=None, lease_token=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def holds_lease(job: JobRow, token: str) -> bool:
+    """Return True if ``token`` is the job's current lease."""
+    return job.lease_token == token
+
+
+@contextlib.asynccontextmanager
+async def lease_heartbeat(ctx: ServiceContext, job_id: str, token: str) -> AsyncIterator[None]:
+    """Renew the lease every third of its length while the body runs."""
+    interval = ctx.settings.lease_seconds / 3
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await renew_lease(ctx, job_id, token):
+                    log.warning("lost the lease on job %s while working on it", job_id)
+                    return
+            except Exception:
+                log.exception("could not renew the lease on job %s", job_id)
+
+    task = asyncio.create_task(beat(), name=f"lease-heartbeat-{job_id}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def unleased_condition() -> ColumnElement[bool]:
+    """Return the condition 'no lease at all' (for jobs nobody has ever claimed)."""
+    return and_(JobRow.lease_token.is_(None))
