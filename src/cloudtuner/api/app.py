@@ -69,15 +69,18 @@ def create_app(
     providers: Iterable[CloudTrainerService] = (),
     clock: Clock | None = None,
 ) -> FastAPI:
-    """Return the cloudtuner app for ``settings``; ``providers`` are added to the built-in ones."""
+    """Return the cloudtuner app for ``settings``; ``providers`` are added to the built-in ones.
+
+    Raises:
+        ConfigurationError: the settings are unsafe, or a provider plugin cannot be loaded.
+    """
     check_startable(settings)
-    extra_providers = list(providers)
+    registry = build_registry(settings, providers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         db = Database(settings.resolved_database_url)
-        registry = build_registry(settings, extra_providers)
         try:
             await migrate.upgrade(db)
             ctx = ServiceContext(
@@ -94,7 +97,9 @@ def create_app(
                 scheduler.start()
             log.info(
                 "cloudtuner %s ready: %s store, providers: %s",
-                __version__, db.dialect.name, ", ".join(registry.names) or "none",
+                __version__,
+                db.dialect.name,
+                ", ".join(registry.names) or "none",
             )
             try:
                 yield

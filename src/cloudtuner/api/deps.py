@@ -15,7 +15,9 @@ from cloudtuner.core.permissions import LOCAL_PRINCIPAL, Permission, Principal
 from cloudtuner.scheduler.loops import Scheduler
 from cloudtuner.services.context import ServiceContext
 
-PUBLIC_ROUTES: frozenset[str] = frozenset({"/api/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc", "/"})
+PUBLIC_ROUTES: frozenset[str] = frozenset(
+    {"/api/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc", "/"}
+)
 """Paths anyone may reach without signing in."""
 
 
@@ -63,4 +65,3 @@ class requires:  # noqa: N801 - reads as a verb at the route: Depends(requires(.
             needed = " or ".join(p.value for p in self.permissions)
             raise PermissionDeniedError(f"This needs the {needed} permission, which you do not have.")
         return principal
-

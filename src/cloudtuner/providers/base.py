@@ -196,5 +196,5 @@ class CloudTrainerService(abc.ABC):
             ProviderUnavailableError: the provider could not be asked.
         """
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook; most providers hold nothing to close
         """Release connections and other resources; called once when the server stops."""

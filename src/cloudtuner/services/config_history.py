@@ -17,11 +17,13 @@ from pathlib import Path
 
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import ObjectID
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from cloudtuner.core.errors import NotFoundError
 
-_BRANCH = b"refs/heads/main"
+_BRANCH = Ref(b"refs/heads/main")
 _AUTHOR = b"cloudtuner <cloudtuner@localhost>"
 CONFIG_FILE = "config.json"
 DATALOADER_FILE = "multidatabackend.json"
@@ -47,7 +49,7 @@ class ConfigHistory:
         if not (self.path / "HEAD").exists():
             self.path.mkdir(parents=True, exist_ok=True)
             repo = Repo.init_bare(str(self.path))
-            repo.refs.set_symbolic_ref(b"HEAD", _BRANCH)
+            repo.refs.set_symbolic_ref(Ref(b"HEAD"), _BRANCH)
             return repo
         return Repo(str(self.path))
 
@@ -57,10 +59,10 @@ class ConfigHistory:
             repo = self._open()
             try:
                 store = repo.object_store
-                parent = repo.refs[_BRANCH] if _BRANCH in repo.refs else None
-                base_tree = repo[parent].tree if parent else _empty_tree(repo)
+                parent = _head(repo)
+                base_tree = _commit(repo, parent).tree if parent else _empty_tree(repo)
                 folder = f"configs/{name}/".encode()
-                changes: list[tuple[bytes, int | None, bytes | None]] = []
+                changes: list[tuple[bytes, int | None, ObjectID | None]] = []
                 if files is None:
                     for file_name in (CONFIG_FILE, DATALOADER_FILE):
                         changes.append((folder + file_name.encode(), None, None))
@@ -70,8 +72,8 @@ class ConfigHistory:
                         store.add_object(blob)
                         changes.append((folder + file_name.encode(), 0o100644, blob.id))
                 tree_id = commit_tree_changes(store, base_tree, changes)
-                if parent is not None and tree_id == repo[parent].tree:
-                    return parent.decode()
+                if parent is not None and tree_id == _commit(repo, parent).tree:
+                    return str(parent.decode())
                 commit = Commit()
                 commit.tree = tree_id
                 commit.parents = [parent] if parent else []
@@ -98,10 +100,11 @@ class ConfigHistory:
             return []
         repo = self._open()
         try:
-            if _BRANCH not in repo.refs:
+            head = _head(repo)
+            if head is None:
                 return []
             entries: list[HistoryEntry] = []
-            walker = repo.get_walker(include=[repo.refs[_BRANCH]], paths=[f"configs/{name}".encode()])
+            walker = repo.get_walker(include=[head], paths=[f"configs/{name}".encode()])
             for entry in walker:
                 commit = entry.commit
                 entries.append(
@@ -155,7 +158,17 @@ class ConfigHistory:
         return await asyncio.to_thread(self._read, name, commit_id)
 
 
-def _empty_tree(repo: Repo) -> bytes:
+def _head(repo: Repo) -> ObjectID | None:
+    return repo.refs[_BRANCH] if _BRANCH in repo.refs.keys() else None
+
+
+def _commit(repo: Repo, commit_id: ObjectID) -> Commit:
+    commit = repo[commit_id]
+    assert isinstance(commit, Commit)
+    return commit
+
+
+def _empty_tree(repo: Repo) -> ObjectID:
     tree = Tree()
     repo.object_store.add_object(tree)
     return tree.id

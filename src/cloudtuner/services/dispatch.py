@@ -138,14 +138,22 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         provider = _provider_for(ctx, job)
         if provider is None:
             transition_job(
-                session, job, JobStatus.FAILED, cause="provider missing", now=now,
+                session,
+                job,
+                JobStatus.FAILED,
+                cause="provider missing",
+                now=now,
                 detail=f"The provider {job.provider!r} is not configured on this server.",
             )
             return
         job.dispatch_attempts += 1
         job.dispatch_started_at = now
         transition_job(
-            session, job, JobStatus.STARTING, cause="dispatched", now=now,
+            session,
+            job,
+            JobStatus.STARTING,
+            cause="dispatched",
+            now=now,
             detail=f"attempt {job.dispatch_attempts} at {job.provider}",
         )
         request = RunRequest(
@@ -215,8 +223,9 @@ async def recover_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         await release_lease(ctx, job_id, token)
         return
     if provider is None:
-        await _fail_if_leased(ctx, job_id, token, "The job's provider is not configured on this server.",
-                              cause="provider missing")
+        await _fail_if_leased(
+            ctx, job_id, token, "The job's provider is not configured on this server.", cause="provider missing"
+        )
         return
     try:
         async with lease_heartbeat(ctx, job_id, token):
@@ -238,11 +247,16 @@ async def recover_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         elif attempts >= ctx.settings.max_dispatch_attempts:
             message = f"Gave up after {attempts} attempts to start the job at {job.provider}."
             job.error = message
-            transition_job(session, job, JobStatus.FAILED, cause="dispatch attempts exhausted", now=now,
-                           detail=message)
+            transition_job(session, job, JobStatus.FAILED, cause="dispatch attempts exhausted", now=now, detail=message)
         else:
-            transition_job(session, job, JobStatus.QUEUED, cause="requeued",
-                           now=now, detail="the provider holds no run for this job; it will be sent again")
+            transition_job(
+                session,
+                job,
+                JobStatus.QUEUED,
+                cause="requeued",
+                now=now,
+                detail="the provider holds no run for this job; it will be sent again",
+            )
         job.lease_owner = job.lease_token = None
         job.lease_expires_at = None
     ctx.wake_dispatcher()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
@@ -33,7 +34,7 @@ async def claim_jobs(
     owner: str,
     condition: ColumnElement[bool],
     *,
-    order_by: Sequence[ColumnElement[object]] | None = None,
+    order_by: Sequence[Any] | None = None,
     limit: int = 20,
 ) -> list[tuple[str, str]]:
     """Lease up to ``limit`` jobs matching ``condition``; return (job id, lease token) pairs.

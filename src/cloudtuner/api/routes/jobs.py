@@ -91,10 +91,10 @@ async def list_jobs(
     sync = None
     if sync_active:
         sync = await sync_service.sync_jobs(ctx, principal, scheduler.owner, import_runs=False)
-    page = await job_service.list_jobs(
-        ctx, principal, limit=limit, statuses=statuses, provider=provider, cursor=cursor
+    page = await job_service.list_jobs(ctx, principal, limit=limit, statuses=statuses, provider=provider, cursor=cursor)
+    return JobListResponse(
+        jobs=page.jobs, next_cursor=page.next_cursor, has_more=page.next_cursor is not None, sync=sync
     )
-    return JobListResponse(jobs=page.jobs, next_cursor=page.next_cursor, has_more=page.next_cursor is not None, sync=sync)
 
 
 @router.post("/sync", response_model=SyncResponse, summary="Sync jobs from providers")

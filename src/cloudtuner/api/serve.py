@@ -1,0 +1,79 @@
+"""Starting the server process: what `cloudtuner server` runs (by import string)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloudtuner.core.errors import ConfigurationError
+from cloudtuner.db import migrate
+from cloudtuner.db.engine import Database
+from cloudtuner.settings import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+async def prepare_store(settings: Settings) -> str | None:
+    """Create the data dir and migrate the store; return a sentence saying what failed, or None."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        return f"cannot create the data dir {settings.data_dir}: {exc.strerror}"
+    try:
+        db = Database(settings.resolved_database_url)
+    except (ValueError, ImportError) as exc:
+        return f"invalid CLOUDTUNER_DATABASE_URL: {exc}"
+    try:
+        await migrate.upgrade(db)
+    except (OSError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return f"cannot open the job store ({db.dialect.name}): {reason}"
+    finally:
+        await db.dispose()
+    return None
+
+
+def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
+    """Run the server until interrupted; return the process exit code.
+
+    Options given here win over ``CLOUDTUNER_*`` variables. Configuration errors are printed as
+    one line on stderr, with exit code 2.
+    """
+    import uvicorn
+
+    from cloudtuner.api.app import create_app
+
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        app = create_app(settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    problem = asyncio.run(prepare_store(settings))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    print(f"cloudtuner: serving on http://{settings.host}:{settings.port} (data in {settings.data_dir})", flush=True)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, log_level=settings.log_level, access_log=False
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
