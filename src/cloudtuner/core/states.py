@@ -32,12 +32,8 @@ class JobStatus(StrEnum):
         return self in ACTIVE_STATES
 
 
-TERMINAL_STATES: frozenset[JobStatus] = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
-)
-ACTIVE_STATES: frozenset[JobStatus] = frozenset(
-    {JobStatus.UPLOADING, JobStatus.STARTING, JobStatus.RUNNING}
-)
+TERMINAL_STATES: frozenset[JobStatus] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATES: frozenset[JobStatus] = frozenset({JobStatus.UPLOADING, JobStatus.STARTING, JobStatus.RUNNING})
 WAITING_STATES: frozenset[JobStatus] = frozenset({JobStatus.PENDING_APPROVAL, JobStatus.QUEUED})
 
 _S = JobStatus

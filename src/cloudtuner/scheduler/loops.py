@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
+
 from sqlalchemy import delete
 
 from cloudtuner.core.errors import ProviderError
@@ -71,9 +72,7 @@ class Scheduler:
     async def run_housekeeping_once(self) -> None:
         """Delete expired idempotency keys."""
         async with self.ctx.db.transaction() as session:
-            await session.execute(
-                delete(IdempotencyKeyRow).where(IdempotencyKeyRow.expires_at <= self.ctx.clock.now())
-            )
+            await session.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.expires_at <= self.ctx.clock.now()))
 
     async def drain(self) -> None:
         """Wait until every provider call this scheduler started has finished."""

@@ -19,9 +19,7 @@ class DatasetConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1, max_length=255, description="Unique name of the dataset.")
-    type: str = Field(
-        min_length=1, max_length=64, description="Where the data lives: local, aws, huggingface, ..."
-    )
+    type: str = Field(min_length=1, max_length=64, description="Where the data lives: local, aws, huggingface, ...")
     dataset_type: str | None = Field(default=None, description="image, text_embeds, image_embeds, ...")
     instance_data_dir: str | None = Field(default=None, description="Folder of the data (local datasets).")
     caption_strategy: str | None = Field(default=None, description="textfile, filename, parquet, ...")
@@ -60,9 +58,7 @@ class SubmitJobRequest(BaseModel):
         },
     )
 
-    config_name_to_load: str | None = Field(
-        default=None, max_length=255, description="Name of a saved config to run."
-    )
+    config_name_to_load: str | None = Field(default=None, max_length=255, description="Name of a saved config to run.")
     config: dict[str, Any] | None = Field(
         default=None, description='Inline SimpleTuner arguments, such as {"--model_family": "flux"}.'
     )
@@ -76,9 +72,7 @@ class SubmitJobRequest(BaseModel):
         max_length=255,
         description="The same key from the same caller within 24 h returns the job it created.",
     )
-    upload_consent: bool | None = Field(
-        default=None, description="Consent to upload local datasets to the provider."
-    )
+    upload_consent: bool | None = Field(default=None, description="Consent to upload local datasets to the provider.")
     hardware: str | None = Field(default=None, max_length=64, description="Hardware profile, e.g. gpu-l40s.")
     publishing: dict[str, Any] | None = Field(default=None, description="Where the trained model goes.")
 
