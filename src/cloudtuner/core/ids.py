@@ -29,4 +29,5 @@ def new_sortable_id(now_ms: int | None = None) -> str:
 
 def is_sortable_id(value: str) -> bool:
     """Return True if ``value`` has the shape of an id made by :func:`new_sortable_id`."""
-    return len(value) == 26 and all(c in _ALPHABET for c in value)
+    # 48 bits of time fill 10 characters of 5 bits, so the first one is at most 7.
+    return len(value) == 26 and value[0] in "01234567" and all(c in _ALPHABET for c in value)

@@ -190,24 +190,31 @@ async def _fail_if_leased(ctx: ServiceContext, job_id: str, token: str, message:
 async def attach_run(ctx: ServiceContext, job_id: str, token: str, info: CloudJobInfo, *, cause: str) -> None:
     """Record the provider run made for a leased job and apply its state.
 
-    If the job was cancelled while the run was being created, the run is cancelled at once.
+    A job that ended while its run was being created (a user cancelled it) keeps the run's id,
+    even though ending it released the lease, and the run is stopped at once: no run outlives
+    its job. Otherwise a result from a lost lease is dropped; whoever holds the job now finds
+    the run by reference.
     """
-    cancel_run = False
+    stop_run = False
     async with ctx.db.transaction() as session:
         job = await lock_job(session, job_id)
-        if not holds_lease(job, token):
+        if JobStatus(job.status).is_terminal:
+            if job.provider_job_id is not None:
+                return
+            job.provider_job_id = info.provider_job_id
+            job.next_sync_at = ctx.clock.now()
+            stop_run = not info.status.as_job_status().is_terminal
+        elif not holds_lease(job, token):
             log.warning("dropping run %s for job %s: the lease was lost", info.provider_job_id, job_id)
             return
-        job.provider_job_id = info.provider_job_id
-        if JobStatus(job.status).is_terminal:
-            cancel_run = job.status == JobStatus.CANCELLED.value
         else:
+            job.provider_job_id = info.provider_job_id
             apply_observation(ctx, session, job, info, cause)
-        _schedule_next_sync(ctx, job)
-        job.lease_owner = job.lease_token = None
-        job.lease_expires_at = None
+            _schedule_next_sync(ctx, job)
+            job.lease_owner = job.lease_token = None
+            job.lease_expires_at = None
         provider_name = job.provider
-    if cancel_run:
+    if stop_run:
         await cancel_at_provider(ctx, job_id, provider_name, info.provider_job_id)
 
 
