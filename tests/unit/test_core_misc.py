@@ -20,7 +20,9 @@ def test_ids_sort_by_time_and_are_unique() -> None:
     assert len(same_ms) == 1000
 
 
-@pytest.mark.parametrize("value", ["", "x" * 26, "u" * 26, "01m821nzaqybwa8nwxmn73v3s", "01M821NZAQYBWA8NWXMN73V3S3", "../etc/passwd"])
+@pytest.mark.parametrize(
+    "value", ["", "x" * 26, "u" * 26, "01m821nzaqybwa8nwxmn73v3s", "01M821NZAQYBWA8NWXMN73V3S3", "../etc/passwd"]
+)
 def test_is_sortable_id_rejects(value: str) -> None:
     assert not is_sortable_id(value)
 

@@ -50,7 +50,7 @@ def test_nothing_goes_back_to_pending_approval() -> None:
 
 
 def test_active_states() -> None:
-    assert ACTIVE_STATES == {S.UPLOADING, S.STARTING, S.RUNNING}
+    assert {S.UPLOADING, S.STARTING, S.RUNNING} == ACTIVE_STATES
 
 
 def test_parse_status() -> None:

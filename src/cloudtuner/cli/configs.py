@@ -35,8 +35,12 @@ def list_configs(url: UrlOption = None, api_key: ApiKeyOption = None, as_json: J
         table.add_column(column)
     for config in reply.configs:
         table.add_row(
-            config.name, config.model_family or "-", config.model_type or "-", str(config.datasets),
-            (config.latest_commit or "-")[:12], ago(config.updated_at),
+            config.name,
+            config.model_family or "-",
+            config.model_type or "-",
+            str(config.datasets),
+            (config.latest_commit or "-")[:12],
+            ago(config.updated_at),
         )
     console.print(table)
 
@@ -55,7 +59,9 @@ def put(
     api_key: ApiKeyOption = None,
     config_file: Annotated[Path | None, typer.Option(help="The config.json (or config.toml).")] = None,
     dataloader_file: Annotated[Path | None, typer.Option(help="The multidatabackend.json.")] = None,
-    config_dir: Annotated[Path | None, typer.Option(help="A SimpleTuner config folder instead of the two files.")] = None,
+    config_dir: Annotated[
+        Path | None, typer.Option(help="A SimpleTuner config folder instead of the two files.")
+    ] = None,
     description: Annotated[str | None, typer.Option(help="A note shown in the list.")] = None,
     as_json: JsonOption = False,
 ) -> None:

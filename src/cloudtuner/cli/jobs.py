@@ -44,7 +44,9 @@ def _submit_body(
 ) -> dict[str, Any]:
     chosen = [x for x in (config_name, config_file, config_dir) if x is not None]
     if len(chosen) != 1:
-        raise CommandError("Say what to train with exactly one of --config NAME, --config-file FILE or --config-dir DIR.")
+        raise CommandError(
+            "Say what to train with exactly one of --config NAME, --config-file FILE or --config-dir DIR."
+        )
     if config_name is not None:
         if dataloader_file is not None:
             return {"config_name_to_load": config_name, "dataloader_config": read_dataloader_file(dataloader_file)}
@@ -68,7 +70,9 @@ def submit(
     dataloader_file: Annotated[Path | None, typer.Option(help="Its multidatabackend.json.")] = None,
     config_dir: Annotated[Path | None, typer.Option(help="A SimpleTuner config folder to send inline.")] = None,
     run_name: Annotated[str | None, typer.Option("--run-name", help="tracker_run_name of the run.")] = None,
-    idempotency_key: Annotated[str | None, typer.Option(help="Retry-safe key: resubmitting returns the same job.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Retry-safe key: resubmitting returns the same job.")
+    ] = None,
     hardware: Annotated[str | None, typer.Option(help="Hardware profile, e.g. gpu-l40s.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Consent to uploading local datasets.")] = False,
     watch_job: Annotated[bool, typer.Option("--watch", help="Follow the job until it ends.")] = False,
@@ -86,7 +90,9 @@ def submit(
         if as_json:
             print_json(reply)
         elif reply.idempotent_hit:
-            console.print(f"Job {reply.job_id} already exists for this idempotency key ({styled_status(reply.status)}).")
+            console.print(
+                f"Job {reply.job_id} already exists for this idempotency key ({styled_status(reply.status)})."
+            )
         else:
             console.print(f"Submitted job [bold]{reply.job_id}[/] to {provider} ({styled_status(reply.status)}).")
         if watch_job:
@@ -102,8 +108,14 @@ def _jobs_table(jobs: list[JobSummary]) -> Table:
         steps = f"{progress.step}/{progress.total_steps}" if progress and progress.total_steps else "-"
         loss = f"{progress.loss:.4f}" if progress and progress.loss is not None else "-"
         table.add_row(
-            job.job_id, styled_status(job.status), job.provider, job.tracker_run_name or job.config_name or "-",
-            steps, loss, money(job.cost_usd), ago(job.created_at),
+            job.job_id,
+            styled_status(job.status),
+            job.provider,
+            job.tracker_run_name or job.config_name or "-",
+            steps,
+            loss,
+            money(job.cost_usd),
+            ago(job.created_at),
         )
     return table
 
@@ -150,13 +162,22 @@ def _detail_table(job: JobDetail) -> Table:
         ("Status", styled_status(job.status) + (" (cancel requested)" if job.cancel_requested else "")),
         ("Provider", job.provider + (f" / run {job.provider_job_id}" if job.provider_job_id else "")),
         ("Run name", job.tracker_run_name or "-"),
-        ("Config", (job.config_name or job.config_snapshot.source)
-         + (f" @ {job.config_snapshot.commit[:12]}" if job.config_snapshot.commit else "")),
+        (
+            "Config",
+            (job.config_name or job.config_snapshot.source)
+            + (f" @ {job.config_snapshot.commit[:12]}" if job.config_snapshot.commit else ""),
+        ),
         ("Model", str(job.config.get("--model_family", job.config.get("model_family", "-")))),
         ("Datasets", ", ".join(str(d.get("id")) for d in job.dataloader_config) or "-"),
         ("Hardware", job.hardware or "-"),
-        ("Progress", f"{progress.stage or ''} {progress.step}/{progress.total_steps}" if progress and progress.total_steps
-         else (progress.stage or "-") if progress else "-"),
+        (
+            "Progress",
+            f"{progress.stage or ''} {progress.step}/{progress.total_steps}"
+            if progress and progress.total_steps
+            else (progress.stage or "-")
+            if progress
+            else "-",
+        ),
         ("Loss", f"{progress.loss:.4f}" if progress and progress.loss is not None else "-"),
         ("Cost", money(job.cost_usd)),
         ("Created", f"{job.created_at:%Y-%m-%d %H:%M:%S} UTC ({ago(job.created_at)} ago)"),
@@ -169,9 +190,7 @@ def _detail_table(job: JobDetail) -> Table:
 
 
 @app.command()
-def show(
-    job_id: str, url: UrlOption = None, api_key: ApiKeyOption = None, as_json: JsonOption = False
-) -> None:
+def show(job_id: str, url: UrlOption = None, api_key: ApiKeyOption = None, as_json: JsonOption = False) -> None:
     """Show one job with its timeline."""
     with client(url, api_key) as api:
         job = api.get_job(job_id).job
@@ -185,8 +204,11 @@ def show(
         timeline.add_column(column)
     for event in job.events:
         timeline.add_row(
-            f"{event.created_at:%H:%M:%S}", event.from_status or "-", styled_status(event.to_status),
-            event.cause, event.detail or "",
+            f"{event.created_at:%H:%M:%S}",
+            event.from_status or "-",
+            styled_status(event.to_status),
+            event.cause,
+            event.detail or "",
         )
     console.print(timeline)
 
@@ -225,8 +247,10 @@ def _watch(api: CloudtunerClient, job_id: str, interval: float) -> int:
     if not console.is_terminal:
         last = None
         while True:
-            step = job.progress.step if job.progress else None
-            line = f"{job.status} step={step}/{job.progress.total_steps if job.progress else None} cost={money(job.cost_usd)}"
+            progress = job.progress
+            steps = f"{progress.step}/{progress.total_steps}" if progress and progress.total_steps else "-"
+            loss = f" loss={progress.loss:.4f}" if progress and progress.loss is not None else ""
+            line = f"{job.status} step={steps}{loss} cost={money(job.cost_usd)}"
             if line != last:
                 typer.echo(f"{job.job_id} {line}")
                 last = line
@@ -270,7 +294,9 @@ def cancel(job_id: str, url: UrlOption = None, api_key: ApiKeyOption = None, as_
     if as_json:
         print_json(reply)
     elif reply.cancel_requested:
-        console.print(f"Asked the provider to stop job {job_id}; it is {styled_status(reply.status)} until it confirms.")
+        console.print(
+            f"Asked the provider to stop job {job_id}; it is {styled_status(reply.status)} until it confirms."
+        )
     else:
         console.print(f"Job {job_id} is {styled_status(reply.status)}.")
 

@@ -34,8 +34,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 class ClientError(Exception):
     """A request to the server failed; ``str()`` is a sentence for the user."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, body: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

@@ -57,7 +57,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     else:
         data = read_json(path)
     if not isinstance(data, dict):
-        raise ConfigFolderError(f"{path} must hold an object of arguments, such as {{\"--model_family\": \"flux\"}}.")
+        raise ConfigFolderError(f'{path} must hold an object of arguments, such as {{"--model_family": "flux"}}.')
     return data
 
 

@@ -6,9 +6,7 @@ Services never check which database they talk to; anything that differs lives he
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Table, event, text
@@ -48,17 +46,12 @@ class SqliteDialect(StoreDialect):
 
     Write transactions begin with ``BEGIN IMMEDIATE``, so two writers queue on the busy timeout
     instead of failing when a read lock cannot be upgraded. Sessions on the read-only engine begin
-    deferred and never block writers (WAL).
+    deferred and never block writers (WAL). Migrations run in one such transaction, which is all
+    the locking they need.
     """
 
     name = "sqlite"
     busy_timeout_ms = 30_000
-
-    def __init__(self, url: str) -> None:
-        self.database_path: Path | None = None
-        database = make_url(url).database
-        if database and database != ":memory:":
-            self.database_path = Path(database)
 
     def engine_options(self) -> dict[str, Any]:
         return {"connect_args": {"timeout": self.busy_timeout_ms / 1000}}
@@ -86,19 +79,6 @@ class SqliteDialect(StoreDialect):
 
     def insert(self, table: Table) -> Insert:
         return sqlite.insert(table)
-
-    @contextlib.contextmanager
-    def migration_lock(self, connection: Connection) -> Iterator[None]:
-        if self.database_path is None:
-            yield
-            return
-        lock_path = self.database_path.with_name(self.database_path.name + ".migrate.lock")
-        with lock_path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class PostgresDialect(StoreDialect):
@@ -129,7 +109,7 @@ def dialect_for_url(url: str) -> StoreDialect:
     """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        return SqliteDialect(url)
+        return SqliteDialect()
     if backend == "postgresql":
         return PostgresDialect()
     raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")

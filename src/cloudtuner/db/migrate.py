@@ -1,7 +1,7 @@
 """Alembic migrations, run from code: the server applies them at start.
 
-Concurrent starts are safe: the dialect's migration lock makes the second process wait and then
-find nothing left to do.
+Migrations run in one transaction. Concurrent starts are safe: the second process waits (on
+SQLite's write lock, or PostgreSQL's advisory lock) and then finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         with db.dialect.migration_lock(connection):
             command.upgrade(alembic_config(connection), revision)
 
-    async with db.engine.connect() as connection:
+    async with db.engine.begin() as connection:
         await connection.run_sync(_run)
-        await connection.commit()
 
 
 async def downgrade(db: Database, revision: str) -> None:
@@ -46,9 +45,8 @@ async def downgrade(db: Database, revision: str) -> None:
         with db.dialect.migration_lock(connection):
             command.downgrade(alembic_config(connection), revision)
 
-    async with db.engine.connect() as connection:
+    async with db.engine.begin() as connection:
         await connection.run_sync(_run)
-        await connection.commit()
 
 
 async def current_revision(db: Database) -> str | None:

@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dulwich.object_store import commit_tree_changes
-from dulwich.objects import Blob, Commit, Tree
-from dulwich.objects import ObjectID
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -159,7 +158,7 @@ class ConfigHistory:
 
 
 def _head(repo: Repo) -> ObjectID | None:
-    return repo.refs[_BRANCH] if _BRANCH in repo.refs.keys() else None
+    return repo.refs[_BRANCH] if _BRANCH in repo.refs.keys() else None  # noqa: SIM118 - RefsContainer is typed without __contains__
 
 
 def _commit(repo: Repo, commit_id: ObjectID) -> Commit:

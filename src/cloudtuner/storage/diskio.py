@@ -1,0 +1,205 @@
+"""Streaming between async byte streams and files, with the disk work in worker threads.
+
+Uploads go to a :class:`TempFile` in batches of about :data:`WRITE_BATCH` bytes; each batch is
+hashed and written in a worker thread while the event loop receives the next one. Downloads read
+the file with ``os.pread`` in a worker thread, one chunk ahead of the one being sent. Neither ever
+holds more than a couple of batches in memory, and the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from pathlib import Path
+
+from cloudtuner.storage import errors
+from cloudtuner.storage.checksums import DigestSet
+
+WRITE_BATCH = 1024 * 1024
+READ_CHUNK = 1024 * 1024
+
+
+class TempFile:
+    """A file being written in the store's temp folder, hashed as it is written.
+
+    Thread-safe: :meth:`write`, :meth:`finish` and :meth:`discard` may be called from different
+    worker threads; :meth:`discard` waits for a write in progress and then removes the file.
+    """
+
+    def __init__(self, directory: Path, algorithms: Iterable[str], prefix: str = "put-") -> None:
+        """Create the temp file in ``directory`` and start the ``algorithms`` digests."""
+        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+        self.path = Path(name)
+        self.digests = DigestSet(algorithms)
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        """Hash and append ``data``; raise InternalError if the file was already closed."""
+        with self._lock:
+            if self._fd is None:
+                raise errors.InternalError("The upload was discarded.")
+            self.digests.update(data)
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+    def append_file(self, path: Path, size: int) -> None:
+        """Append the first ``size`` bytes of the file at ``path`` (in the kernel where possible)."""
+        with self._lock, path.open("rb") as source:
+            if self._fd is None:
+                raise errors.InternalError("The upload was discarded.")
+            remaining = size
+            while remaining > 0:
+                try:
+                    copied = os.copy_file_range(source.fileno(), self._fd, remaining)
+                except OSError:
+                    copied = self._copy_by_reading(source.fileno(), min(remaining, READ_CHUNK))
+                if copied <= 0:
+                    raise errors.InternalError(f"{path.name} is shorter than recorded.")
+                remaining -= copied
+
+    def _copy_by_reading(self, source_fd: int, amount: int) -> int:
+        assert self._fd is not None
+        data = os.read(source_fd, amount)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return len(data)
+
+    def finish(self, fsync: bool) -> os.stat_result:
+        """Close the file (after ``fsync`` if asked) and return its final ``stat``."""
+        with self._lock:
+            if self._fd is None:
+                raise errors.InternalError("The upload was discarded.")
+            fd, self._fd = self._fd, None
+            try:
+                if fsync:
+                    os.fsync(fd)
+                return os.fstat(fd)
+            finally:
+                os.close(fd)
+
+    def discard(self) -> None:
+        """Close and remove the file; harmless when already renamed away or discarded."""
+        with self._lock:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+            self.path.unlink(missing_ok=True)
+
+
+async def pump(body: AsyncIterator[bytes], sink: TempFile, batch: int = WRITE_BATCH) -> None:
+    """Copy ``body`` into ``sink``, writing batch *n* in a thread while batch *n+1* is received.
+
+    On any error (the body's own S3 errors included) the error propagates after the write in flight
+    has finished; the caller discards the sink.
+    """
+    pending: asyncio.Future[None] | None = None
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in body:
+            if not chunk:
+                continue
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= batch:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts, size = [], 0
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(asyncio.to_thread(sink.write, data))
+        if pending is not None:
+            await pending
+            pending = None
+        if parts:
+            await asyncio.to_thread(sink.write, b"".join(parts))
+    finally:
+        if pending is not None:
+            await _settle(pending)
+
+
+async def _settle(future: asyncio.Future[None]) -> None:
+    """Wait for ``future`` even while being cancelled, and swallow its outcome."""
+    if not future.done():
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(future)
+    if future.done() and not future.cancelled():
+        future.exception()
+
+
+async def discard(sink: TempFile) -> None:
+    """Discard ``sink`` in a thread, also when the calling task is being cancelled."""
+    task = asyncio.ensure_future(asyncio.to_thread(sink.discard))
+    await _settle(task)
+
+
+class FileStream:
+    """An async iterator over ``length`` bytes of the open file ``fd`` from ``start``; owns ``fd``.
+
+    The next chunk is read in a worker thread while the current one is being sent. ``fd`` is
+    closed when the stream is exhausted, fails, or is closed with :meth:`aclose` (also before the
+    first read); a read in flight is waited for first, so the descriptor is never closed under a
+    reader.
+    """
+
+    def __init__(self, fd: int, start: int, length: int, chunk: int = READ_CHUNK) -> None:
+        """Stream ``length`` bytes of ``fd`` from offset ``start`` in chunks of ``chunk`` bytes."""
+        self._fd: int | None = fd
+        self._chunks = _read_chunks(fd, start, length, chunk)
+        self._started = False
+
+    def __aiter__(self) -> FileStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self._started:
+            self._started = True
+            self._fd = None  # the generator owns the descriptor from now on
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        """Stop reading and close the file."""
+        if not self._started:
+            self._started = True
+            self._close_unstarted()
+        await self._chunks.aclose()
+
+    def _close_unstarted(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self._close_unstarted()
+
+
+async def _read_chunks(fd: int, start: int, length: int, chunk: int) -> AsyncGenerator[bytes, None]:
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        offset, remaining = start, length
+        if remaining > 0:
+            pending = asyncio.ensure_future(asyncio.to_thread(os.pread, fd, min(chunk, remaining), offset))
+        while pending is not None:
+            data = await pending
+            pending = None
+            if not data:
+                raise errors.InternalError("The object was truncated while it was being read.")
+            offset += len(data)
+            remaining -= len(data)
+            if remaining > 0:
+                pending = asyncio.ensure_future(asyncio.to_thread(os.pread, fd, min(chunk, remaining), offset))
+            yield data
+    finally:
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(pending)
+            if pending.done() and not pending.cancelled():
+                pending.exception()
+        os.close(fd)
