@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cloudtuner.core.errors import ConfigurationError, UnknownProviderError
@@ -52,7 +52,7 @@ class ProviderRegistry:
         """Return the registered names, sorted."""
         return sorted(self._providers)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[CloudTrainerService]:
         return iter(list(self._providers.values()))
 
     async def aclose(self) -> None:

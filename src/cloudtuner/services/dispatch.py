@@ -14,9 +14,10 @@ because of a crash or a timeout.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import ProviderAuthError, ProviderError, ProviderRejectedError
 from cloudtuner.core.states import ACTIVE_STATES, JobStatus, is_legal_transition
@@ -76,7 +77,7 @@ async def claim_due_for_sync(
 # --- applying what a provider says --------------------------------------------------------------
 
 
-def append_log(job: JobRow, full_log: str, now: object) -> JobLogRow | None:
+def append_log(job: JobRow, full_log: str, now: datetime) -> JobLogRow | None:
     """Return a chunk with the part of ``full_log`` not yet stored, and count it on the job."""
     if len(full_log) <= job.log_length:
         return None
@@ -85,16 +86,13 @@ def append_log(job: JobRow, full_log: str, now: object) -> JobLogRow | None:
     return chunk
 
 
-def apply_observation(ctx: ServiceContext, session: object, job: JobRow, info: CloudJobInfo, cause: str) -> None:
+def apply_observation(ctx: ServiceContext, session: AsyncSession, job: JobRow, info: CloudJobInfo, cause: str) -> None:
     """Bring a locked job in line with what its provider reported.
 
     Progress and cost are taken as reported. The state moves forward only: an observation that
     is late or out of order (a run 'starting' for a job already 'running') changes no state, and a
     finished job is never moved again.
     """
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    assert isinstance(session, AsyncSession)
     now = ctx.clock.now()
     if info.progress is not None:
         job.progress = info.progress.to_dict()

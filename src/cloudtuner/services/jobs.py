@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -27,7 +28,6 @@ from cloudtuner.core.errors import (
     JobNotFoundError,
     MissingDataloaderError,
     PermissionDeniedError,
-    ProviderError,
 )
 from cloudtuner.core.ids import is_sortable_id, new_sortable_id
 from cloudtuner.core.permissions import Permission, Principal
@@ -42,6 +42,7 @@ from cloudtuner.schemas.jobs import (
 )
 from cloudtuner.services.configs import find_config
 from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.dispatch import cancel_at_provider
 from cloudtuner.services.fingerprints import fingerprint
 from cloudtuner.services.job_views import job_detail, job_summary
 from cloudtuner.services.transitions import lock_job, record_event, transition_job
@@ -213,7 +214,7 @@ async def submit_job(
     return SubmitResult(job=job_detail(job, [_first_event(job, now)], now), idempotent_hit=False)
 
 
-def _first_event(job: JobRow, now: Any) -> JobEventRow:
+def _first_event(job: JobRow, now: datetime) -> JobEventRow:
     return JobEventRow(job_id=job.id, from_status=None, to_status=job.status, cause="submitted", created_at=now)
 
 
@@ -332,7 +333,7 @@ async def get_job_logs(
             await session.scalars(
                 select(JobLogRow)
                 .where(JobLogRow.job_id == job_id)
-                .where(JobLogRow.start_offset + _content_length() > offset)
+                .where(JobLogRow.start_offset + func.length(JobLogRow.content) > offset)
                 .order_by(JobLogRow.start_offset)
             )
         ).all()
@@ -346,19 +347,9 @@ async def get_job_logs(
     return JobLogsResponse(job_id=job_id, logs=text, offset=offset, next_offset=total, status=status)
 
 
-def _content_length() -> Any:
-    from sqlalchemy import func
-
-    return func.length(JobLogRow.content)
-
-
-def chunks_from(chunks: Any, offset: int) -> list[str]:
+def chunks_from(chunks: Sequence[JobLogRow], offset: int) -> list[str]:
     """Return the parts of log ``chunks`` from character ``offset`` on."""
-    parts: list[str] = []
-    for chunk in chunks:
-        start = chunk.start_offset
-        parts.append(chunk.content[max(0, offset - start) :])
-    return parts
+    return [chunk.content[max(0, offset - chunk.start_offset) :] for chunk in chunks]
 
 
 # --- cancel and delete --------------------------------------------------------------------------
@@ -403,8 +394,6 @@ async def cancel_job(ctx: ServiceContext, principal: Principal, job_id: str) -> 
             transition_job(session, job, JobStatus.CANCELLED, cause="cancelled by user", now=now)
             return CancelJobResponse(job_id=job_id, status=JobStatus.CANCELLED, cancel_requested=False)
         provider_name = job.provider
-    from cloudtuner.services.dispatch import cancel_at_provider
-
     status = await cancel_at_provider(ctx, job_id, provider_name, provider_job_id)
     return CancelJobResponse(job_id=job_id, status=status, cancel_requested=not status.is_terminal)
 
@@ -426,8 +415,3 @@ async def delete_job(ctx: ServiceContext, principal: Principal, job_id: str) -> 
                 status=job.status,
             )
         await session.delete(job)
-
-
-def provider_failure_message(exc: ProviderError) -> str:
-    """Return the sentence a job's error shows for a provider failure."""
-    return exc.message

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from cloudtuner.db.tables import JobRow
@@ -112,8 +112,3 @@ async def lease_heartbeat(ctx: ServiceContext, job_id: str, token: str) -> Async
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def unleased_condition() -> ColumnElement[bool]:
-    """Return the condition 'no lease at all' (for jobs nobody has ever claimed)."""
-    return and_(JobRow.lease_token.is_(None))
