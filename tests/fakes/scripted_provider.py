@@ -52,6 +52,7 @@ class ScriptedProvider(CloudTrainerService):
         # Switches for in-process tests.
         self.reject_next_runs = 0
         self.unavailable_next_calls = 0
+        self.unavailable_next_cancels = 0
         self.run_job_calls = 0
 
     @property
@@ -151,6 +152,9 @@ class ScriptedProvider(CloudTrainerService):
 
     async def cancel_job(self, provider_job_id: str) -> bool:
         self._maybe_unavailable()
+        if self.unavailable_next_cancels > 0:
+            self.unavailable_next_cancels -= 1
+            raise ProviderUnavailableError("scripted provider: cancel could not be delivered")
         with self._state() as state:
             run = state["runs"].get(provider_job_id)
             if run is None:

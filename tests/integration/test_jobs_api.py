@@ -90,7 +90,7 @@ async def test_cancel_a_running_job(running: RunningApp) -> None:
 async def test_cancel_while_the_provider_is_unreachable_is_finished_by_the_scheduler(running: RunningApp) -> None:
     job_id = (await running.client.post(SUBMIT, json=inline_job(**{"--scripted_outcome": "hang"}))).json()["job_id"]
     await wait_for_status(running.client, job_id, "running")
-    running.provider.unavailable_next_calls = 1
+    running.provider.unavailable_next_cancels = 1
     reply = (await running.client.post(f"/api/cloud/jobs/{job_id}/cancel")).json()
     assert reply["status"] == "running" and reply["cancel_requested"] is True
     job = await wait_for_status(running.client, job_id, "cancelled")
@@ -128,8 +128,23 @@ async def test_list_filters_and_sync_active(running: RunningApp) -> None:
     assert len(both["jobs"]) == 2
     assert (await running.client.get("/api/cloud/jobs?provider=other")).json()["jobs"] == []
 
-    synced = (await running.client.get("/api/cloud/jobs?sync_active=true")).json()
-    assert synced["sync"]["synced"] == 1 and synced["sync"]["errors"] == []
+
+async def test_sync_active_reads_running_jobs_before_listing(manual: RunningApp) -> None:
+    job_id = (await manual.client.post(SUBMIT, json=inline_job(**{"--scripted_seconds": 0.2}))).json()["job_id"]
+    await manual.scheduler.run_dispatch_once()
+    await manual.scheduler.drain()
+    # Nothing syncs in the background here: only sync_active can see that the run has finished.
+    await wait_until(lambda: _provider_status(manual, job_id), lambda status: status == "completed", timeout=5)
+    plain = (await manual.client.get("/api/cloud/jobs")).json()
+    assert plain["jobs"][0]["status"] in ("starting", "running") and plain["sync"] is None
+    synced = (await manual.client.get("/api/cloud/jobs?sync_active=true")).json()
+    assert synced["sync"] == {"success": True, "synced": 1, "imported": 0, "errors": []}
+    assert synced["jobs"][0]["status"] == "completed"
+
+
+async def _provider_status(app: RunningApp, job_id: str) -> str:
+    [run] = app.provider.runs_for(job_id)
+    return (await app.provider.get_job_status(run["id"])).status.value
 
 
 async def test_sync_imports_runs_made_elsewhere(running: RunningApp) -> None:
