@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("HF_TOKEN", "CLOUDTUNER_HF_TOKEN"),
         description="HuggingFace token used to publish trained models.",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts stored secrets; default: a key file in the data dir. Servers sharing "
+        "one database must share it.",
+    )
     provider_plugins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description=(
@@ -118,6 +123,11 @@ class Settings(BaseSettings):
     def config_history_dir(self) -> Path:
         """Return the git repository holding every saved config's history."""
         return self.data_dir / "config-history"
+
+    @property
+    def secret_key_file(self) -> Path:
+        """Return the key file used when CLOUDTUNER_SECRET_KEY is not set."""
+        return self.data_dir / "secret.key"
 
     @property
     def outputs_dir(self) -> Path:

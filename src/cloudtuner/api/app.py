@@ -26,6 +26,7 @@ from cloudtuner.providers.registry import ProviderRegistry, load_plugin
 from cloudtuner.scheduler.loops import Scheduler
 from cloudtuner.services.config_history import ConfigHistory
 from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.secrets import SecretBox, SecretStore
 from cloudtuner.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,17 @@ log = logging.getLogger(__name__)
 ProviderBuilder = Callable[[Settings], Iterable[CloudTrainerService]]
 
 
-def builtin_providers(settings: Settings) -> list[CloudTrainerService]:
+def builtin_providers(settings: Settings, secrets: SecretStore) -> list[CloudTrainerService]:
     """Return the providers that ship with cloudtuner, configured from ``settings``."""
-    del settings
+    del settings, secrets
     return []
 
 
-def build_registry(settings: Settings, extra: Iterable[CloudTrainerService] = ()) -> ProviderRegistry:
+def build_registry(
+    settings: Settings, secrets: SecretStore, extra: Iterable[CloudTrainerService] = ()
+) -> ProviderRegistry:
     """Return the registry of built-in providers, plugins named in settings, and ``extra``."""
-    registry = ProviderRegistry(builtin_providers(settings))
+    registry = ProviderRegistry(builtin_providers(settings, secrets))
     for import_string in settings.provider_plugins:
         registry.add(load_plugin(import_string, settings))
     for provider in extra:
@@ -75,24 +78,26 @@ def create_app(
         ConfigurationError: the settings are unsafe, or a provider plugin cannot be loaded.
     """
     check_startable(settings)
-    registry = build_registry(settings, providers)
+    clock = clock or SystemClock()
+    db = Database(settings.resolved_database_url)
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    secrets = SecretStore(db, SecretBox(settings.secret_key_file, secret_key), clock)
+    registry = build_registry(settings, secrets, providers)
+    ctx = ServiceContext(
+        settings=settings,
+        db=db,
+        providers=registry,
+        config_history=ConfigHistory(settings.config_history_dir),
+        secrets=secrets,
+        clock=clock,
+    )
+    scheduler = Scheduler(ctx)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = Database(settings.resolved_database_url)
         try:
             await migrate.upgrade(db)
-            ctx = ServiceContext(
-                settings=settings,
-                db=db,
-                providers=registry,
-                config_history=ConfigHistory(settings.config_history_dir),
-                clock=clock or SystemClock(),
-            )
-            scheduler = Scheduler(ctx)
-            app.state.ctx = ctx
-            app.state.scheduler = scheduler
             if settings.scheduler_enabled:
                 scheduler.start()
             log.info(
@@ -120,6 +125,8 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    app.state.ctx = ctx
+    app.state.scheduler = scheduler
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

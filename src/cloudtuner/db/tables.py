@@ -51,6 +51,8 @@ class JobRow(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
     log_length: Mapped[int] = mapped_column(Integer, default=0)
+    upload_summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    package_sha256: Mapped[str | None] = mapped_column(String(64))
 
     dispatch_attempts: Mapped[int] = mapped_column(Integer, default=0)
     dispatch_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -131,3 +133,36 @@ class IdempotencyKeyRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+
+class SettingsDocumentRow(Base):
+    """A settings document edited through the API: ``cloud`` or ``provider:<name>``."""
+
+    __tablename__ = "settings_documents"
+
+    scope: Mapped[str] = mapped_column(String(128), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SecretRow(Base):
+    """A secret (a provider token, a storage key), encrypted with the server's key."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookReceiptRow(Base):
+    """A webhook delivery already accepted, by its ``webhook-id``: replays are ignored."""
+
+    __tablename__ = "webhook_receipts"
+
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(String(26))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_webhook_receipts_received_at", "received_at"),)

@@ -1,6 +1,7 @@
 """Errors raised by ``cloudtuner.packaging``.
 
-Every error has a stable snake_case ``code`` and a default message, which is its docstring.
+Every error is part of the project's error tree (an ``InvalidRequestError``: the datasets are the
+user's to fix), with a stable snake_case ``code`` and a default message, which is its docstring.
 Raise one with a more specific message (naming the dataset and path) where one is known.
 """
 
@@ -8,15 +9,13 @@ from __future__ import annotations
 
 import inspect
 
+from cloudtuner.core.errors import InvalidRequestError
 
-class PackagingError(Exception):
+
+class PackagingError(InvalidRequestError):
     """The job's datasets could not be packaged for upload."""
 
-    code: str = "packaging_error"
-
-    def __init__(self, message: str | None = None) -> None:
-        self.message = message if message is not None else self.default_message()
-        super().__init__(self.message)
+    code = "packaging_error"
 
     @classmethod
     def default_message(cls) -> str:

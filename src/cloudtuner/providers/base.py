@@ -20,9 +20,11 @@ Any other exception from ``run_job`` is treated like ``ProviderUnavailableError`
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from cloudtuner.core.progress import JobProgress
@@ -82,6 +84,25 @@ class CloudJobInfo:
 
 
 @dataclass(frozen=True)
+class DatasetArchive:
+    """A job's local datasets packed into one zip (see ``cloudtuner.packaging``), ready to upload.
+
+    ``sha256`` is the hash of the archive's bytes: the same datasets give the same hash, so a
+    provider that still holds a file with this hash may use it instead of uploading again.
+    ``extract_root`` is where the trainer unpacks it; the dataloader config in the RunRequest
+    already points there.
+    """
+
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+ProgressCallback = Callable[[str, int, int], Awaitable[None]]
+"""Called as ``report(stage, done, total)`` while a provider does slow work (``"uploading"``, bytes)."""
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """Everything a provider is given to start one run for one job."""
 
@@ -92,6 +113,13 @@ class RunRequest:
     hardware: str | None = None
     publishing: dict[str, Any] | None = None
     config_name: str | None = None
+    dataset_archive: DatasetArchive | None = None
+    """The packaged local datasets, for providers whose capabilities say ``uploads_datasets``."""
+    webhook_url: str | None = None
+    """Where the provider should send run events (built from CLOUDTUNER_PUBLIC_URL), or None to poll."""
+    dispatched_at: datetime | None = None
+    """When this attempt was recorded; a run found by reference was created after it."""
+    report_progress: ProgressCallback | None = None
 
 
 class CloudTrainerService(abc.ABC):

@@ -9,17 +9,19 @@ from cloudtuner.core.clock import Clock, SystemClock
 from cloudtuner.db.engine import Database
 from cloudtuner.providers.registry import ProviderRegistry
 from cloudtuner.services.config_history import ConfigHistory
+from cloudtuner.services.secrets import SecretStore
 from cloudtuner.settings import Settings
 
 
 @dataclass
 class ServiceContext:
-    """The store, the providers, the clock and the settings, plus the dispatcher's wake-up."""
+    """The store, secrets, providers, clock and settings, plus the dispatcher's wake-up."""
 
     settings: Settings
     db: Database
     providers: ProviderRegistry
     config_history: ConfigHistory
+    secrets: SecretStore
     clock: Clock = field(default_factory=SystemClock)
     dispatch_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
