@@ -21,6 +21,8 @@ STATUS_BY_ERROR: dict[type[errors.CloudtunerError], int] = {
     errors.InvalidRequestError: 400,
     errors.AuthenticationRequiredError: 401,
     errors.PermissionDeniedError: 403,
+    errors.UploadsDisabledError: 403,
+    errors.UploadConsentRequiredError: 428,
     errors.NotFoundError: 404,
     errors.ConflictError: 409,
     errors.ProviderAuthError: 502,
@@ -61,7 +63,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("%s: %s", exc.code, exc.message)
-        return JSONResponse(error_body(exc.message, exc.code), status_code=status)
+        return JSONResponse(error_body(exc.message, exc.code, **exc.context), status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

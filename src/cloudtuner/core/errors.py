@@ -66,6 +66,20 @@ class InvalidCursorError(InvalidRequestError):
     code = "invalid_cursor"
 
 
+class UploadConsentRequiredError(CloudtunerError):
+    """This job uploads local datasets to the provider: review the upload summary, then submit again
+    with "upload_consent": true (or set the consent mode to always_allow in the Cloud settings)."""
+
+    code = "upload_consent_required"
+
+
+class UploadsDisabledError(CloudtunerError):
+    """Uploading local datasets is turned off (consent mode never_upload): use datasets the provider
+    can reach (S3, Hugging Face), run on a self-hosted worker, or change the mode in the Cloud settings."""
+
+    code = "uploads_disabled"
+
+
 class NotFoundError(CloudtunerError):
     """The thing asked for does not exist."""
 

@@ -62,6 +62,8 @@ class ProviderCapabilities:
     cancel: bool = True
     uploads_datasets: bool = False
     max_upload_bytes: int | None = None
+    dataset_extract_root: str | None = None
+    """Where the trainer unpacks the dataset archive; dataset paths sent to it are rewritten to match."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cloudtuner.core.states import JobStatus
+from cloudtuner.schemas.uploads import UploadSummary
 
 
 class DatasetConfig(BaseModel):
@@ -145,6 +146,9 @@ class JobDetail(JobSummary):
     config_snapshot: ConfigSnapshot
     publishing: dict[str, Any] | None = None
     upload_consent: bool | None = None
+    upload_summary: UploadSummary | None = Field(
+        default=None, description="The local datasets uploaded to the provider: files, sizes, exclusions."
+    )
     idempotency_key: str | None = None
     dispatch_attempts: int = 0
     events: list[JobEventResponse] = Field(default_factory=list)
@@ -214,3 +218,14 @@ class SyncResponse(BaseModel):
 
 
 JobListResponse.model_rebuild()
+
+
+class PreviewResponse(BaseModel):
+    """What submitting this job would do, before it is submitted."""
+
+    success: bool = True
+    provider: str
+    uploads_local_data: bool = Field(description="True if local datasets would be uploaded to the provider.")
+    consent_mode: str = Field(description="always_ask, always_allow or never_upload.")
+    needs_upload_consent: bool = Field(description='True if the submission must carry "upload_consent": true.')
+    upload_summary: UploadSummary | None = None

@@ -14,18 +14,24 @@ because of a crash or a timeout.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import ProviderAuthError, ProviderError, ProviderRejectedError
+from cloudtuner.core.progress import JobProgress
 from cloudtuner.core.states import ACTIVE_STATES, JobStatus, is_legal_transition
 from cloudtuner.db.tables import JobLogRow, JobRow
-from cloudtuner.providers.base import CloudJobInfo, CloudTrainerService, RunRequest
+from cloudtuner.packaging.errors import PackagingError
+from cloudtuner.providers.base import CloudJobInfo, CloudTrainerService, ProgressCallback, RunRequest
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.leases import claim_jobs, holds_lease, lease_heartbeat, release_lease
+from cloudtuner.services.settings_documents import public_url
 from cloudtuner.services.transitions import lock_job, transition_job
+from cloudtuner.services.uploads import PreparedUpload, discard_archive, prepare_archive, uploads_for
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +133,11 @@ def _provider_for(ctx: ServiceContext, job: JobRow) -> CloudTrainerService | Non
 
 
 async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
-    """Start a leased queued job at its provider; see the module docstring for the guarantees."""
+    """Start a leased queued job at its provider; see the module docstring for the guarantees.
+
+    Jobs whose local datasets the provider uploads go through ``uploading`` (packaging, then the
+    provider's upload) before ``starting``.
+    """
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
         job = await lock_job(session, job_id)
@@ -136,24 +146,17 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         provider = _provider_for(ctx, job)
         if provider is None:
             transition_job(
-                session,
-                job,
-                JobStatus.FAILED,
-                cause="provider missing",
-                now=now,
+                session, job, JobStatus.FAILED, cause="provider missing", now=now,
                 detail=f"The provider {job.provider!r} is not configured on this server.",
-            )
+            )  # fmt: skip
             return
+        uploading = uploads_for(provider, job.dataloader_config)
         job.dispatch_attempts += 1
         job.dispatch_started_at = now
         transition_job(
-            session,
-            job,
-            JobStatus.STARTING,
-            cause="dispatched",
-            now=now,
+            session, job, JobStatus.UPLOADING if uploading else JobStatus.STARTING, cause="dispatched", now=now,
             detail=f"attempt {job.dispatch_attempts} at {job.provider}",
-        )
+        )  # fmt: skip
         request = RunRequest(
             job_id=job.id,
             config=job.config,
@@ -162,10 +165,25 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
             hardware=job.hardware,
             publishing=job.publishing,
             config_name=job.config_name,
+            dispatched_at=now,
+            report_progress=progress_reporter(ctx, job_id, token),
         )
+    base_url = await public_url(ctx) if provider.capabilities.webhooks else None
+    if base_url:
+        request = replace(request, webhook_url=f"{base_url}/api/webhooks/{provider.provider_name}?job_id={job_id}")
+    prepared: PreparedUpload | None = None
     try:
         async with lease_heartbeat(ctx, job_id, token):
+            if uploading:
+                prepared = await prepare_archive(
+                    ctx, provider, job_id, request.dataloader_config, request.report_progress
+                )
+                await _record_package(ctx, job_id, token, prepared)
+                request = replace(request, dataloader_config=prepared.dataloader, dataset_archive=prepared.archive)
             info = await provider.run_job(request)
+    except PackagingError as exc:
+        await _fail_if_leased(ctx, job_id, token, exc.message, cause="packaging failed")
+        return
     except (ProviderRejectedError, ProviderAuthError) as exc:
         await _fail_if_leased(ctx, job_id, token, exc.message, cause="provider refused the run")
         return
@@ -174,7 +192,40 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         log.warning("starting job %s at %s had no clear outcome: %s", job_id, provider.provider_name, exc)
         await release_lease(ctx, job_id, token)
         return
+    finally:
+        if prepared is not None:
+            discard_archive(prepared.archive)
     await attach_run(ctx, job_id, token, info, cause="provider accepted the run")
+
+
+def progress_reporter(ctx: ServiceContext, job_id: str, token: str) -> ProgressCallback:
+    """Return a callback that records slow pre-run work (packaging, uploading) as the job's progress.
+
+    Writes at most twice a second, and only while this process holds the job's lease.
+    """
+    last_write = 0.0
+
+    async def report(stage: str, done: int, total: int) -> None:
+        nonlocal last_write
+        moment = time.monotonic()
+        if moment - last_write < 0.5 and done < total:
+            return
+        last_write = moment
+        async with ctx.db.transaction() as session:
+            job = await lock_job(session, job_id)
+            if holds_lease(job, token) and not JobStatus(job.status).is_terminal:
+                job.progress = JobProgress(stage=stage, step=done, total_steps=total).to_dict()
+                job.updated_at = ctx.clock.now()
+
+    return report
+
+
+async def _record_package(ctx: ServiceContext, job_id: str, token: str, prepared: PreparedUpload) -> None:
+    async with ctx.db.transaction() as session:
+        job = await lock_job(session, job_id)
+        if holds_lease(job, token):
+            job.upload_summary = prepared.summary.model_dump(mode="json")
+            job.package_sha256 = prepared.archive.sha256
 
 
 async def _fail_if_leased(ctx: ServiceContext, job_id: str, token: str, message: str, *, cause: str) -> None:

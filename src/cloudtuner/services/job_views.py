@@ -74,6 +74,7 @@ def job_detail(job: JobRow, events: list[JobEventRow], now: datetime) -> JobDeta
             "config_snapshot": ConfigSnapshot.model_validate(job.config_snapshot),
             "publishing": job.publishing,
             "upload_consent": job.upload_consent,
+            "upload_summary": job.upload_summary,
             "idempotency_key": job.idempotency_key,
             "dispatch_attempts": job.dispatch_attempts,
             "events": [

@@ -38,14 +38,18 @@ from cloudtuner.schemas.jobs import (
     JobDetail,
     JobLogsResponse,
     JobSummary,
+    PreviewResponse,
     SubmitJobRequest,
 )
+from cloudtuner.schemas.settings import ConsentMode
 from cloudtuner.services.configs import find_config
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.dispatch import cancel_at_provider
 from cloudtuner.services.fingerprints import fingerprint
 from cloudtuner.services.job_views import job_detail, job_summary
+from cloudtuner.services.settings_documents import get_cloud_settings
 from cloudtuner.services.transitions import lock_job, record_event, transition_job
+from cloudtuner.services.uploads import check_upload, summarize
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +148,10 @@ async def submit_job(
         ConfigNotFoundError: config_name_to_load names no saved config.
         MissingDataloaderError, InvalidConfigError: the config is incomplete.
         IdempotencyKeyConflictError: the key was used with a different request.
+        PackagingError: a local dataset cannot be read, or is over the provider's upload limit.
+        UploadConsentRequiredError, UploadsDisabledError: the consent mode forbids this upload.
     """
-    ctx.providers.get(provider_name)
+    provider = ctx.providers.get(provider_name)
     config, dataloader, snapshot = await _resolve_config(ctx, request)
     key = request.idempotency_key
     request_fingerprint = fingerprint(
@@ -155,6 +161,7 @@ async def submit_job(
         replay = await _idempotent_replay(ctx, principal, key, request_fingerprint)
         if replay is not None:
             return replay
+    upload_summary = await check_upload(ctx, provider, dataloader, request.upload_consent)
 
     now = ctx.clock.now()
     job = JobRow(
@@ -172,6 +179,7 @@ async def submit_job(
         publishing=request.publishing,
         upload_consent=request.upload_consent,
         idempotency_key=key,
+        upload_summary=upload_summary.model_dump(mode="json") if upload_summary else None,
         cost_usd=0.0,
         log_length=0,
         dispatch_attempts=0,
@@ -216,6 +224,29 @@ async def submit_job(
 
 def _first_event(job: JobRow, now: datetime) -> JobEventRow:
     return JobEventRow(job_id=job.id, from_status=None, to_status=job.status, cause="submitted", created_at=now)
+
+
+async def preview_job(ctx: ServiceContext, provider_name: str, request: SubmitJobRequest) -> PreviewResponse:
+    """Return what submitting ``request`` would upload and whether it needs consent; change nothing.
+
+    Raises:
+        UnknownProviderError, ConfigNotFoundError, MissingDataloaderError, InvalidConfigError,
+        PackagingError: as for :func:`submit_job`, except that an over-limit package is reported
+            in the summary (``fits_upload_limit: false``) rather than refused.
+    """
+    provider = ctx.providers.get(provider_name)
+    _config, dataloader, _snapshot = await _resolve_config(ctx, request)
+    summary = await summarize(provider, dataloader)
+    mode = (await get_cloud_settings(ctx)).upload_consent
+    return PreviewResponse(
+        provider=provider_name,
+        uploads_local_data=summary is not None,
+        consent_mode=mode.value,
+        needs_upload_consent=summary is not None
+        and mode is ConsentMode.ALWAYS_ASK
+        and request.upload_consent is not True,
+        upload_summary=summary,
+    )
 
 
 # --- read ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from cloudtuner.schemas.jobs import (
     JobListResponse,
     JobLogsResponse,
     JobResponse,
+    PreviewResponse,
     SubmitJobRequest,
     SubmitJobResponse,
     SyncResponse,
@@ -29,8 +30,10 @@ router = APIRouter(prefix="/api/cloud/jobs", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorResponse, "description": "The request is not valid."},
     404: {"model": ErrorResponse, "description": "No such job."},
+    403: {"model": ErrorResponse, "description": "Uploads are turned off (consent mode never_upload)."},
     409: {"model": ErrorResponse, "description": "The job's state does not allow this."},
     422: {"model": ErrorResponse, "description": "A field is missing or has the wrong type."},
+    428: {"model": ErrorResponse, "description": "Local datasets would be uploaded: resend with upload_consent."},
 }
 
 
@@ -71,6 +74,18 @@ async def submit_job(
     return SubmitJobResponse(
         job_id=result.job.job_id, status=result.job.status, idempotent_hit=result.idempotent_hit, job=result.job
     )
+
+
+@router.post("/preview", response_model=PreviewResponse, responses=ERRORS, summary="Preview a submission")
+async def preview_job(
+    body: SubmitJobRequest,
+    ctx: Context,
+    _principal: Annotated[Principal, Depends(requires(Permission.JOB_SUBMIT))],
+    provider: Annotated[str, Query(description="Where the job would run.")] = "replicate",
+) -> PreviewResponse:
+    """Show what a submission would upload (datasets, files, sizes, excluded files, the provider's
+    limit) and whether it needs `upload_consent`, without creating a job."""
+    return await job_service.preview_job(ctx, provider.strip().lower(), body)
 
 
 @router.get("", response_model=JobListResponse, responses=ERRORS, summary="List jobs")

@@ -1,0 +1,112 @@
+"""Provider administration: tokens, settings, credential checks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from cloudtuner.core.errors import ProviderAuthError, ProviderError
+from cloudtuner.schemas.settings import ProviderSettingsResponse, ProviderSettingsUpdate, TokenStatus
+from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.secrets import SecretStore
+from cloudtuner.services.settings_documents import get_provider_settings, update_provider_settings
+from cloudtuner.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def token_secret_name(provider: str) -> str:
+    """Return the secret name of a provider's saved token."""
+    return f"provider:{provider}:token"
+
+
+def environment_token(settings: Settings, provider: str) -> str | None:
+    """Return the provider's token from the environment (REPLICATE_API_TOKEN for replicate), if any."""
+    if provider == "replicate" and settings.replicate_api_token is not None:
+        return settings.replicate_api_token.get_secret_value().strip() or None
+    return None
+
+
+async def provider_token(settings: Settings, secrets: SecretStore, provider: str) -> str | None:
+    """Return the token a provider should use: the saved one, else the environment's, else None."""
+    saved = await secrets.get(token_secret_name(provider))
+    return saved or environment_token(settings, provider)
+
+
+async def token_status(ctx: ServiceContext, provider: str) -> TokenStatus:
+    """Return whether a provider has a token and where it comes from (never the token)."""
+    if await ctx.secrets.get(token_secret_name(provider)):
+        return TokenStatus(configured=True, source="saved")
+    if environment_token(ctx.settings, provider):
+        return TokenStatus(configured=True, source="environment")
+    return TokenStatus(configured=False)
+
+
+async def save_token(ctx: ServiceContext, provider: str, token: str) -> TokenStatus:
+    """Store a provider's token encrypted; it is used from the next call on.
+
+    Raises:
+        UnknownProviderError: no provider has that name.
+    """
+    ctx.providers.get(provider)
+    await ctx.secrets.put(token_secret_name(provider), token)
+    log.info("saved a new %s token", provider)
+    return TokenStatus(configured=True, source="saved")
+
+
+async def delete_token(ctx: ServiceContext, provider: str) -> TokenStatus:
+    """Delete a provider's saved token; the environment's, if any, applies again.
+
+    Raises:
+        UnknownProviderError: no provider has that name.
+    """
+    ctx.providers.get(provider)
+    await ctx.secrets.delete(token_secret_name(provider))
+    return await token_status(ctx, provider)
+
+
+async def provider_overview(ctx: ServiceContext, provider: str) -> ProviderSettingsResponse:
+    """Return a provider's settings, token status and capabilities.
+
+    Raises:
+        UnknownProviderError: no provider has that name.
+    """
+    implementation = ctx.providers.get(provider)
+    return ProviderSettingsResponse(
+        provider=provider,
+        settings=await get_provider_settings(ctx, provider),
+        token=await token_status(ctx, provider),
+        capabilities=asdict(implementation.capabilities),
+    )
+
+
+async def change_provider_settings(
+    ctx: ServiceContext, provider: str, update: ProviderSettingsUpdate
+) -> ProviderSettingsResponse:
+    """Apply a settings change and return the provider's overview.
+
+    Raises:
+        UnknownProviderError: no provider has that name.
+        InvalidRequestError: the change is empty.
+    """
+    await update_provider_settings(ctx, provider, update)
+    return await provider_overview(ctx, provider)
+
+
+async def validate_provider(ctx: ServiceContext, provider: str) -> dict[str, Any]:
+    """Check a provider's credentials; return ``valid`` with the account, or the reason it failed.
+
+    A refused or missing token is an answer, not an error: the reply says what to fix.
+
+    Raises:
+        UnknownProviderError: no provider has that name.
+    """
+    implementation = ctx.providers.get(provider)
+    try:
+        account = await implementation.validate_credentials()
+    except ProviderAuthError as exc:
+        return {"success": False, "valid": False, "provider": provider, "detail": exc.message, "code": exc.code}
+    except ProviderError as exc:
+        return {"success": False, "valid": False, "provider": provider, "detail": exc.message, "code": exc.code}
+    return {"success": True, "valid": True, "provider": provider, "account": account}

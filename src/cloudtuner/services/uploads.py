@@ -1,0 +1,141 @@
+"""Local datasets on their way to a provider: the upload summary, consent, and the archive.
+
+At submission, :func:`check_upload` scans the job's local datasets (names and sizes only), refuses
+the job if the package would exceed the provider's limit, and applies the consent mode. At
+dispatch, :func:`prepare_archive` builds the archive the provider uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudtuner import packaging
+from cloudtuner.core.errors import UploadConsentRequiredError, UploadsDisabledError
+from cloudtuner.providers.base import CloudTrainerService, DatasetArchive, ProgressCallback
+from cloudtuner.schemas.settings import ConsentMode
+from cloudtuner.schemas.uploads import UploadSummary
+from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.settings_documents import get_cloud_settings
+
+PACKAGES_FOLDER = "packages"
+
+
+def local_datasets(dataloader: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the enabled datasets whose files live on this machine."""
+    return [d for d in dataloader if d.get("type") == "local" and not d.get("disabled")]
+
+
+def uploads_for(provider: CloudTrainerService, dataloader: list[dict[str, Any]]) -> bool:
+    """Return True if sending this job to ``provider`` uploads local datasets."""
+    return provider.capabilities.uploads_datasets and bool(local_datasets(dataloader))
+
+
+async def summarize(provider: CloudTrainerService, dataloader: list[dict[str, Any]]) -> UploadSummary | None:
+    """Return the upload summary of a job for ``provider``, or None when nothing would be uploaded.
+
+    Raises:
+        PackagingError: a dataset folder is missing or unreadable, or the config is incomplete.
+    """
+    if not uploads_for(provider, dataloader):
+        return None
+    scan = await asyncio.to_thread(packaging.scan_datasets, dataloader)
+    return packaging.summarize_scan(scan, upload_limit_bytes=provider.capabilities.max_upload_bytes)
+
+
+def _label(provider: CloudTrainerService) -> str:
+    return provider.provider_name.capitalize()
+
+
+async def check_upload(
+    ctx: ServiceContext, provider: CloudTrainerService, dataloader: list[dict[str, Any]], consent: bool | None
+) -> UploadSummary | None:
+    """Apply the upload rules to a submission; return its upload summary (None: no upload).
+
+    Raises:
+        PackagingError: a dataset cannot be read, or (UploadTooLargeError) the package would
+            exceed the provider's limit; the message says by how much.
+        UploadsDisabledError: the consent mode is never_upload.
+        UploadConsentRequiredError: the mode is always_ask and ``consent`` is not true; the error
+            carries the summary for the user to review.
+    """
+    if not uploads_for(provider, dataloader):
+        return None
+    mode = (await get_cloud_settings(ctx)).upload_consent
+    if mode is ConsentMode.NEVER_UPLOAD:
+        raise UploadsDisabledError()
+    scan = await asyncio.to_thread(packaging.scan_datasets, dataloader)
+    limit = provider.capabilities.max_upload_bytes
+    packaging.check_upload_limit(scan, limit_bytes=limit, provider_label=_label(provider))
+    summary = packaging.summarize_scan(scan, upload_limit_bytes=limit)
+    if mode is ConsentMode.ALWAYS_ASK and consent is not True:
+        raise UploadConsentRequiredError(upload_summary=summary.model_dump(mode="json"))
+    return summary
+
+
+@dataclass(frozen=True)
+class PreparedUpload:
+    """What dispatch hands a provider for a job with local datasets."""
+
+    archive: DatasetArchive
+    dataloader: list[dict[str, Any]]
+    summary: UploadSummary
+
+
+def _build(
+    provider: CloudTrainerService, dataloader: list[dict[str, Any]], destination: Path,
+    progress: packaging.ProgressCallback | None,
+) -> PreparedUpload:  # fmt: skip
+    scan = packaging.scan_datasets(dataloader)
+    limit = provider.capabilities.max_upload_bytes
+    packaging.check_upload_limit(scan, limit_bytes=limit, provider_label=_label(provider))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    built = packaging.build_archive(scan, destination, progress=progress)
+    packaging.check_archive_size(built.size_bytes, limit_bytes=limit, provider_label=_label(provider))
+    root = provider.capabilities.dataset_extract_root or "/datasets"
+    return PreparedUpload(
+        archive=DatasetArchive(path=built.path, sha256=built.sha256, size_bytes=built.size_bytes),
+        dataloader=packaging.rewrite_dataloader_config(dataloader, root),
+        summary=packaging.summarize_scan(scan, upload_limit_bytes=limit),
+    )
+
+
+async def prepare_archive(
+    ctx: ServiceContext,
+    provider: CloudTrainerService,
+    job_id: str,
+    dataloader: list[dict[str, Any]],
+    report: ProgressCallback | None = None,
+) -> PreparedUpload:
+    """Package a job's local datasets into ``<data dir>/packages/<job id>.zip``, off the event loop.
+
+    Raises:
+        PackagingError: a dataset cannot be read, changed while being packed, or the archive is
+            over the provider's limit.
+    """
+    loop = asyncio.get_running_loop()
+    last_report = 0.0
+
+    async def forward(done: int, total: int) -> None:
+        if report is not None:
+            await report("packaging", done, total)
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if report is not None and (now - last_report > 0.5 or done == total):
+            last_report = now
+            asyncio.run_coroutine_threadsafe(forward(done, total), loop)
+
+    destination = ctx.settings.data_dir / PACKAGES_FOLDER / f"{job_id}.zip"
+    return await asyncio.to_thread(_build, provider, dataloader, destination, progress)
+
+
+def discard_archive(archive: DatasetArchive) -> None:
+    """Delete a job's archive once the provider has it (or the job ended)."""
+    with contextlib.suppress(FileNotFoundError):
+        archive.path.unlink()
