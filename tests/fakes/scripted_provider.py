@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -44,9 +45,21 @@ START_DELAY_SECONDS = 0.1
 class ScriptedProvider(CloudTrainerService):
     """A provider whose runs follow a script; see the module docstring."""
 
-    def __init__(self, name: str = "scripted", state_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "scripted",
+        state_path: Path | None = None,
+        *,
+        uploads: bool = False,
+        max_upload_bytes: int | None = None,
+        webhooks: bool = False,
+    ) -> None:
         self._name = name
         self._state_path = state_path
+        self._uploads = uploads
+        self._max_upload_bytes = max_upload_bytes
+        self._webhooks = webhooks
+        self.received_archives: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._memory: dict[str, Any] = {"runs": {}, "crashed": []}
         # Switches for in-process tests.
@@ -61,7 +74,15 @@ class ScriptedProvider(CloudTrainerService):
 
     @property
     def capabilities(self) -> ProviderCapabilities:
-        return ProviderCapabilities(cost_tracking=True, live_logs=True, cancel=True)
+        return ProviderCapabilities(
+            cost_tracking=True,
+            live_logs=True,
+            webhooks=self._webhooks,
+            cancel=True,
+            uploads_datasets=self._uploads,
+            max_upload_bytes=self._max_upload_bytes,
+            dataset_extract_root="/trainer/data" if self._uploads else None,
+        )
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -115,6 +136,16 @@ class ScriptedProvider(CloudTrainerService):
         if self.reject_next_runs > 0:
             self.reject_next_runs -= 1
             raise ProviderRejectedError("scripted provider: this run was refused")
+        if request.dataset_archive is not None:
+            archive = request.dataset_archive
+            with zipfile.ZipFile(archive.path) as bundle:
+                names = bundle.namelist()
+            self.received_archives.append(
+                {"job_id": request.job_id, "sha256": archive.sha256, "size": archive.size_bytes, "names": names,
+                 "dataloader": request.dataloader_config, "webhook_url": request.webhook_url}
+            )  # fmt: skip
+            if request.report_progress is not None:
+                await request.report_progress("uploading", archive.size_bytes, archive.size_bytes)
         run_id = "run-" + uuid.uuid4().hex[:12]
         crash = request.config.get("--scripted_crash_after_accept")
         with self._state() as state:
