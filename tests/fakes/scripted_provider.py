@@ -17,19 +17,21 @@ real provider's does. Load it from a server with
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloudtuner.core.errors import ProviderRejectedError, ProviderUnavailableError
+from cloudtuner.core.errors import ProviderRejectedError, ProviderUnavailableError, WebhookRejectedError
 from cloudtuner.core.progress import JobProgress
 from cloudtuner.providers.base import (
     CloudJobInfo,
@@ -37,9 +39,16 @@ from cloudtuner.providers.base import (
     CloudTrainerService,
     ProviderCapabilities,
     RunRequest,
+    WebhookEvent,
 )
 
 START_DELAY_SECONDS = 0.1
+WEBHOOK_SECRET = b"scripted-webhook-secret"
+
+
+def sign_webhook(body: bytes) -> str:
+    """Return the signature header value the scripted provider expects for ``body``."""
+    return hmac.new(WEBHOOK_SECRET, body, hashlib.sha256).hexdigest()
 
 
 class ScriptedProvider(CloudTrainerService):
@@ -193,6 +202,18 @@ class ScriptedProvider(CloudTrainerService):
             if _phase(run)[0] not in ("completed", "failed"):
                 run["cancelled_at"] = time.time()
             return True
+
+    async def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+        """Accept ``{"id", "run_id", "status", "logs"?}`` signed as hex HMAC-SHA256 of the body."""
+        del now
+        expected = hmac.new(WEBHOOK_SECRET, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(headers.get("x-scripted-signature", ""), expected):
+            raise WebhookRejectedError()
+        event = json.loads(body)
+        info = CloudJobInfo(
+            provider_job_id=event["run_id"], status=CloudJobStatus(event["status"]), cost_usd=event.get("cost")
+        )
+        return WebhookEvent(event_id=event["id"], info=info, logs=event.get("logs"))
 
     async def list_jobs(self, limit: int = 50) -> list[CloudJobInfo]:
         self._maybe_unavailable()

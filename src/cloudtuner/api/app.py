@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 
 from cloudtuner import __version__
 from cloudtuner.api.errors import install_error_handlers
-from cloudtuner.api.routes import configs, health, jobs
+from cloudtuner.api.routes import configs, health, jobs, webhooks
 from cloudtuner.api.routes import providers as provider_routes
 from cloudtuner.core.clock import Clock, SystemClock
 from cloudtuner.core.errors import ConfigurationError
@@ -133,6 +133,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(configs.router)
     app.include_router(provider_routes.router)
+    app.include_router(webhooks.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 STATUS_BY_ERROR: dict[type[errors.CloudtunerError], int] = {
     errors.InvalidRequestError: 400,
     errors.AuthenticationRequiredError: 401,
+    errors.WebhookRejectedError: 401,
+    errors.WebhookSourceForbiddenError: 403,
     errors.PermissionDeniedError: 403,
     errors.UploadsDisabledError: 403,
     errors.UploadConsentRequiredError: 428,

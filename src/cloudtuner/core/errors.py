@@ -80,6 +80,18 @@ class UploadsDisabledError(CloudtunerError):
     code = "uploads_disabled"
 
 
+class WebhookRejectedError(CloudtunerError):
+    """The webhook's signature is missing, stale or wrong; it was ignored."""
+
+    code = "webhook_rejected"
+
+
+class WebhookSourceForbiddenError(CloudtunerError):
+    """Webhooks are not accepted from this address (see webhook_allowed_ips in the provider settings)."""
+
+    code = "webhook_source_forbidden"
+
+
 class NotFoundError(CloudtunerError):
     """The thing asked for does not exist."""
 

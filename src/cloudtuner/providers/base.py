@@ -20,13 +20,14 @@ Any other exception from ``run_job`` is treated like ``ProviderUnavailableError`
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from cloudtuner.core.errors import WebhookRejectedError
 from cloudtuner.core.progress import JobProgress
 from cloudtuner.core.states import JobStatus
 
@@ -122,6 +123,16 @@ class RunRequest:
     dispatched_at: datetime | None = None
     """When this attempt was recorded; a run found by reference was created after it."""
     report_progress: ProgressCallback | None = None
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One verified webhook delivery: its unique id (for replay protection) and the run it describes."""
+
+    event_id: str
+    info: CloudJobInfo
+    logs: str | None = None
+    """The run's whole log so far, when the delivery carries it."""
 
 
 class CloudTrainerService(abc.ABC):
@@ -225,6 +236,17 @@ class CloudTrainerService(abc.ABC):
         Raises:
             ProviderUnavailableError: the provider could not be asked.
         """
+
+    async def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+        """Verify one webhook delivery (signature, freshness) and return what it says.
+
+        ``headers`` have lowercase names. Providers without webhooks keep this default.
+
+        Raises:
+            WebhookRejectedError: unsigned, badly signed, stale, or not a run event.
+        """
+        del headers, body, now
+        raise WebhookRejectedError(f"The {self.provider_name} provider does not accept webhooks.")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook; most providers hold nothing to close
         """Release connections and other resources; called once when the server stops."""
