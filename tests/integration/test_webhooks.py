@@ -67,7 +67,7 @@ async def test_bad_signatures_are_refused_and_change_nothing(manual: RunningApp)
 
 
 async def test_source_allowlist_and_trusted_proxies(manual: RunningApp) -> None:
-    job_id, run_id = await started_job(manual)
+    _job_id, run_id = await started_job(manual)
     await manual.client.put("/api/cloud/providers/scripted", json={"webhook_allowed_ips": ["34.82.0.0/16"]})
     event = {"id": "evt-a", "run_id": run_id, "status": "running"}
     direct = await deliver(manual, event)

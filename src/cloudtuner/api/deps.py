@@ -16,9 +16,9 @@ from cloudtuner.scheduler.loops import Scheduler
 from cloudtuner.services.context import ServiceContext
 
 PUBLIC_ROUTES: frozenset[str] = frozenset(
-    {"/api/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc", "/"}
+    {"/api/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc", "/", "/api/webhooks/{provider}"}
 )
-"""Paths anyone may reach without signing in."""
+"""Paths anyone may reach without signing in (webhooks authenticate by their signature)."""
 
 
 def get_context(request: Request) -> ServiceContext:
