@@ -295,3 +295,16 @@ def create(settings: Any) -> ScriptedProvider:
     del settings
     path = os.environ.get("SCRIPTED_PROVIDER_STATE")
     return ScriptedProvider(state_path=Path(path) if path else None)
+
+
+def create_uploader(settings: Any) -> ScriptedProvider:
+    """Plugin factory: a scripted provider named ``uploader`` that takes dataset archives (100 MiB limit)."""
+    del settings
+    path = os.environ.get("SCRIPTED_PROVIDER_STATE")
+    return ScriptedProvider(
+        name="uploader",
+        state_path=Path(path).with_name("uploader.json") if path else None,
+        uploads=True,
+        max_upload_bytes=100 * 2**20,
+        webhooks=True,
+    )

@@ -27,6 +27,7 @@ from cloudtuner.cli.common import (
     print_json,
     styled_status,
 )
+from cloudtuner.cli.uploads import ask_consent, follow_upload, show_summary, size
 from cloudtuner.client.http import CloudtunerClient
 from cloudtuner.client.simpletuner_files import read_config_file, read_config_folder, read_dataloader_file
 from cloudtuner.schemas.jobs import JobDetail, JobSummary
@@ -83,9 +84,16 @@ def submit(
     for key, value in (("tracker_run_name", run_name), ("idempotency_key", idempotency_key), ("hardware", hardware)):
         if value is not None:
             body[key] = value
-    if yes:
-        body["upload_consent"] = True
     with client(url, api_key) as api:
+        if yes:
+            body["upload_consent"] = True
+        else:
+            preview = api.preview_job(provider, body)
+            if preview.needs_upload_consent and preview.upload_summary is not None:
+                show_summary(preview.upload_summary, provider)
+                if not ask_consent(provider):
+                    raise CommandError("Not submitted: the upload was not confirmed.")
+                body["upload_consent"] = True
         reply = api.submit_job(provider, body)
         if as_json:
             print_json(reply)
@@ -95,6 +103,9 @@ def submit(
             )
         else:
             console.print(f"Submitted job [bold]{reply.job_id}[/] to {provider} ({styled_status(reply.status)}).")
+            if reply.job.upload_summary is not None and not as_json:
+                status = follow_upload(api, reply.job_id)
+                console.print(f"Job {reply.job_id} is {styled_status(status)}.")
         if watch_job:
             raise typer.Exit(_watch(api, reply.job_id, interval=2.0))
 
@@ -118,6 +129,34 @@ def _jobs_table(jobs: list[JobSummary]) -> Table:
             ago(job.created_at),
         )
     return table
+
+
+@app.command()
+def preview(
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    provider: Annotated[str, typer.Option("--provider", "-p", help="Where the job would run.")] = "replicate",
+    config_name: Annotated[str | None, typer.Option("--config", "-c", help="A saved config's name.")] = None,
+    config_file: Annotated[Path | None, typer.Option(help="A config.json to send inline.")] = None,
+    dataloader_file: Annotated[Path | None, typer.Option(help="Its multidatabackend.json.")] = None,
+    config_dir: Annotated[Path | None, typer.Option(help="A SimpleTuner config folder to send inline.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a submission would upload, without submitting it."""
+    body = _submit_body(config_name, config_file, dataloader_file, config_dir)
+    with client(url, api_key) as api:
+        reply = api.preview_job(provider, body)
+    if as_json:
+        print_json(reply)
+    elif reply.upload_summary is None:
+        console.print(f"Nothing local would be uploaded to {provider}.")
+    else:
+        show_summary(reply.upload_summary, provider)
+        if not reply.upload_summary.fits_upload_limit:
+            over = size(reply.upload_summary.bytes_over_limit)
+            console.print(f"[red]Over {provider}'s upload limit by {over}: the submission would be refused.[/]")
+        elif reply.needs_upload_consent:
+            console.print("Submitting asks for your consent (or pass --yes).")
 
 
 @app.command("list")

@@ -22,6 +22,7 @@ from cloudtuner.schemas.jobs import (
     JobListResponse,
     JobLogsResponse,
     JobResponse,
+    PreviewResponse,
     SubmitJobResponse,
     SyncResponse,
 )
@@ -109,6 +110,11 @@ class CloudtunerClient:
         """Submit a job (the body of POST /api/cloud/jobs/submit)."""
         reply = self.request("POST", "/api/cloud/jobs/submit", params={"provider": provider}, json=body)
         return SubmitJobResponse.model_validate(reply)
+
+    def preview_job(self, provider: str, body: dict[str, Any]) -> PreviewResponse:
+        """Return what submitting ``body`` would upload, and whether it needs consent."""
+        reply = self.request("POST", "/api/cloud/jobs/preview", params={"provider": provider}, json=body)
+        return PreviewResponse.model_validate(reply)
 
     def list_jobs(
         self,
