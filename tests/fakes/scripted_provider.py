@@ -169,7 +169,8 @@ class ScriptedProvider(CloudTrainerService):
             raise ProviderUnavailableError("scripted provider: the reply was lost")
         return _info(run)
 
-    async def find_job_by_reference(self, job_id: str) -> CloudJobInfo | None:
+    async def find_job_by_reference(self, job_id: str, request: RunRequest | None = None) -> CloudJobInfo | None:
+        del request
         self._maybe_unavailable()
         matches = self.runs_for(job_id)
         return _info(matches[-1]) if matches else None

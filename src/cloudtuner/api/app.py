@@ -7,6 +7,7 @@ scheduler; at stop it undoes that in reverse.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -24,9 +25,11 @@ from cloudtuner.db import migrate
 from cloudtuner.db.engine import Database
 from cloudtuner.providers.base import CloudTrainerService
 from cloudtuner.providers.registry import ProviderRegistry, load_plugin
+from cloudtuner.providers.replicate import ReplicateProvider
 from cloudtuner.scheduler.loops import Scheduler
 from cloudtuner.services.config_history import ConfigHistory
 from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.provider_admin import provider_token
 from cloudtuner.services.secrets import SecretBox, SecretStore
 from cloudtuner.settings import Settings
 
@@ -36,9 +39,11 @@ ProviderBuilder = Callable[[Settings], Iterable[CloudTrainerService]]
 
 
 def builtin_providers(settings: Settings, secrets: SecretStore) -> list[CloudTrainerService]:
-    """Return the providers that ship with cloudtuner, configured from ``settings``."""
-    del settings, secrets
-    return []
+    """Return the providers that ship with cloudtuner, configured from ``settings``.
+
+    Replicate reads its token on every call: the one saved on this server, else REPLICATE_API_TOKEN.
+    """
+    return [ReplicateProvider(settings, functools.partial(provider_token, settings, secrets, "replicate"))]
 
 
 def build_registry(

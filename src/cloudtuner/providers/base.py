@@ -91,9 +91,8 @@ class DatasetArchive:
     """A job's local datasets packed into one zip (see ``cloudtuner.packaging``), ready to upload.
 
     ``sha256`` is the hash of the archive's bytes: the same datasets give the same hash, so a
-    provider that still holds a file with this hash may use it instead of uploading again.
-    ``extract_root`` is where the trainer unpacks it; the dataloader config in the RunRequest
-    already points there.
+    provider that still holds a file with this hash may use it instead of uploading again. The
+    dataloader config in the RunRequest already points at the provider's ``dataset_extract_root``.
     """
 
     path: Path
@@ -186,15 +185,18 @@ class CloudTrainerService(abc.ABC):
             ProviderUnavailableError: the outcome is unknown; the run may exist.
         """
 
-    async def find_job_by_reference(self, job_id: str) -> CloudJobInfo | None:
+    async def find_job_by_reference(self, job_id: str, request: RunRequest | None = None) -> CloudJobInfo | None:
         """Return the run created for cloudtuner job ``job_id``, or None if there is none.
 
         None is a promise that the provider holds no such run, so the job may be sent again.
-        The default looks through :meth:`list_jobs`; providers with a better index override it.
+        ``request`` is the job's run request as the last attempt sent it (without the archive),
+        for providers that recognise a run by its inputs. The default looks through
+        :meth:`list_jobs`; providers with a better index override it.
 
         Raises:
             ProviderUnavailableError: the provider could not be asked; nothing is known.
         """
+        del request
         for info in await self.list_jobs(limit=200):
             if info.reference == job_id:
                 return info

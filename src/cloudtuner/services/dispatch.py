@@ -29,7 +29,7 @@ from cloudtuner.packaging.errors import PackagingError
 from cloudtuner.providers.base import CloudJobInfo, CloudTrainerService, ProgressCallback, RunRequest
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.leases import claim_jobs, holds_lease, lease_heartbeat, release_lease
-from cloudtuner.services.settings_documents import public_url
+from cloudtuner.services.settings_documents import get_provider_settings, public_url
 from cloudtuner.services.transitions import lock_job, transition_job
 from cloudtuner.services.uploads import PreparedUpload, discard_archive, prepare_archive, uploads_for
 
@@ -157,17 +157,9 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
             session, job, JobStatus.UPLOADING if uploading else JobStatus.STARTING, cause="dispatched", now=now,
             detail=f"attempt {job.dispatch_attempts} at {job.provider}",
         )  # fmt: skip
-        request = RunRequest(
-            job_id=job.id,
-            config=job.config,
-            dataloader_config=job.dataloader_config,
-            tracker_run_name=job.tracker_run_name,
-            hardware=job.hardware,
-            publishing=job.publishing,
-            config_name=job.config_name,
-            dispatched_at=now,
-            report_progress=progress_reporter(ctx, job_id, token),
-        )
+        request = replace(run_request(job), report_progress=progress_reporter(ctx, job_id, token))
+    if request.hardware is None:
+        request = replace(request, hardware=(await get_provider_settings(ctx, provider.provider_name)).default_hardware)
     base_url = await public_url(ctx) if provider.capabilities.webhooks else None
     if base_url:
         request = replace(request, webhook_url=f"{base_url}/api/webhooks/{provider.provider_name}?job_id={job_id}")
@@ -196,6 +188,20 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         if prepared is not None:
             discard_archive(prepared.archive)
     await attach_run(ctx, job_id, token, info, cause="provider accepted the run")
+
+
+def run_request(job: JobRow) -> RunRequest:
+    """Return the run request for a job's current attempt (without archive, webhook or progress)."""
+    return RunRequest(
+        job_id=job.id,
+        config=job.config,
+        dataloader_config=job.dataloader_config,
+        tracker_run_name=job.tracker_run_name,
+        hardware=job.hardware,
+        publishing=job.publishing,
+        config_name=job.config_name,
+        dispatched_at=job.dispatch_started_at,
+    )
 
 
 def progress_reporter(ctx: ServiceContext, job_id: str, token: str) -> ProgressCallback:
@@ -274,7 +280,7 @@ async def recover_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         if job is None or not holds_lease(job, token) or job.provider_job_id is not None:
             return
         provider = _provider_for(ctx, job)
-        attempts, status = job.dispatch_attempts, JobStatus(job.status)
+        attempts, status, request = job.dispatch_attempts, JobStatus(job.status), run_request(job)
     if status not in (JobStatus.UPLOADING, JobStatus.STARTING):
         await release_lease(ctx, job_id, token)
         return
@@ -285,7 +291,7 @@ async def recover_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         return
     try:
         async with lease_heartbeat(ctx, job_id, token):
-            info = await provider.find_job_by_reference(job_id)
+            info = await provider.find_job_by_reference(job_id, request)
     except Exception as exc:
         log.warning("could not ask %s about job %s: %s", provider.provider_name, job_id, exc)
         await release_lease(ctx, job_id, token)

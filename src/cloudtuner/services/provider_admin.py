@@ -6,7 +6,11 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from cloudtuner.core.errors import ProviderAuthError, ProviderError
+from sqlalchemy import func, select
+
+from cloudtuner.core.errors import ProviderAuthError, ProviderError, UnknownProviderError
+from cloudtuner.db.tables import JobRow
+from cloudtuner.providers.replicate import ReplicateProvider
 from cloudtuner.schemas.settings import ProviderSettingsResponse, ProviderSettingsUpdate, TokenStatus
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.secrets import SecretStore
@@ -110,3 +114,54 @@ async def validate_provider(ctx: ServiceContext, provider: str) -> dict[str, Any
     except ProviderError as exc:
         return {"success": False, "valid": False, "provider": provider, "detail": exc.message, "code": exc.code}
     return {"success": True, "valid": True, "provider": provider, "account": account}
+
+
+async def replicate_versions(ctx: ServiceContext, model: str | None = None) -> dict[str, Any]:
+    """Return the Replicate trainer model's versions, newest first.
+
+    Raises:
+        ProviderAuthError: no token, or Replicate refused it.
+        ProviderUnavailableError: Replicate could not be asked.
+    """
+    provider = _replicate(ctx)
+    versions = await provider.list_versions(model)
+    return {"success": True, "provider": "replicate", "versions": [version.to_dict() for version in versions]}
+
+
+async def spend_report(ctx: ServiceContext, provider: str) -> dict[str, Any]:
+    """Return what this server recorded as spent at ``provider``: in all, and this calendar month (UTC).
+
+    Raises:
+        UnknownProviderError: no provider has that name.
+    """
+    ctx.providers.get(provider)
+    month_start = ctx.clock.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    async with ctx.db.read() as session:
+        total = await session.scalar(
+            select(func.coalesce(func.sum(JobRow.cost_usd), 0.0)).where(JobRow.provider == provider)
+        )
+        month = await session.scalar(
+            select(func.coalesce(func.sum(JobRow.cost_usd), 0.0)).where(
+                JobRow.provider == provider, JobRow.created_at >= month_start
+            )
+        )
+    return {
+        "success": True,
+        "provider": provider,
+        "balance_available": False,
+        "balance_usd": None,
+        "detail": (
+            "Replicate's API does not report an account balance; see https://replicate.com/account/billing. "
+            "The figures below are the costs of the jobs this server ran."
+        ),
+        "spent_usd": round(float(total or 0.0), 4),
+        "spent_this_month_usd": round(float(month or 0.0), 4),
+        "month_started_at": month_start.isoformat(),
+    }
+
+
+def _replicate(ctx: ServiceContext) -> ReplicateProvider:
+    provider = ctx.providers.get("replicate")
+    if not isinstance(provider, ReplicateProvider):
+        raise UnknownProviderError("The replicate provider on this server is not the built-in one.")
+    return provider

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from cloudtuner.api.deps import Context, requires
 from cloudtuner.core.permissions import Permission, Principal
@@ -83,6 +83,22 @@ async def delete_token(provider: str, ctx: Context, _principal: ManageProviders)
     """Forget the saved token; a token from the environment, if any, applies again."""
     status: TokenStatus = await provider_admin.delete_token(ctx, provider)
     return {"success": True, "provider": provider, "token": status.model_dump()}
+
+
+@router.get("/api/cloud/providers/replicate/versions", responses=ERRORS, summary="Replicate trainer versions")
+async def replicate_versions(
+    ctx: Context,
+    _principal: ViewProviders,
+    model: Annotated[str | None, Query(description="Another trainer model, owner/name.")] = None,
+) -> dict[str, Any]:
+    """The trainer model's versions, newest first; jobs use the newest unless one is pinned."""
+    return await provider_admin.replicate_versions(ctx, model)
+
+
+@router.get("/api/cloud/providers/{provider}/billing", responses=ERRORS, summary="Spend at a provider")
+async def billing(provider: str, ctx: Context, _principal: ViewProviders) -> dict[str, Any]:
+    """What this server's jobs cost at the provider. Replicate has no balance API, so none is shown."""
+    return await provider_admin.spend_report(ctx, provider)
 
 
 @router.get("/api/cloud/providers/{provider}/validate", responses=ERRORS, summary="Check a provider's credentials")
