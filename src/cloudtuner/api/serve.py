@@ -66,6 +66,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    # Every provider poll would be an INFO line; keep the outbound clients to warnings.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     problem = asyncio.run(prepare_store(settings))
     if problem:
         print(f"error: {problem}", file=sys.stderr)

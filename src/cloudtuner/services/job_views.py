@@ -48,7 +48,7 @@ def _summary_fields(job: JobRow, now: datetime) -> dict[str, object]:
         "tracker_run_name": job.tracker_run_name,
         "hardware": job.hardware,
         "progress": _progress(job),
-        "cost_usd": job.cost_usd,
+        "cost_usd": round(job.cost_usd, 6),
         "error": job.error,
         "cancel_requested": job.cancel_requested_at is not None and not JobStatus(job.status).is_terminal,
         "created_at": job.created_at,
