@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -78,5 +79,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         app, host=settings.host, port=settings.port, log_config=None, log_level=settings.log_level, access_log=False
     )
     server = uvicorn.Server(config)
+    # uvicorn shuts down cleanly on SIGTERM, then raises the signal again under the handler it
+    # found. With the default handler that would kill the process (exit 143) after a clean stop;
+    # a handler that does nothing lets serve() return 0, as a service manager expects.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     server.run()
     return 0 if server.started else 1
