@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from cloudtuner.core.permissions import ALL_PERMISSIONS, Principal
 from cloudtuner.db.tables import IdempotencyKeyRow, JobRow
 from cloudtuner.schemas.jobs import SubmitJobRequest
-from cloudtuner.services import jobs as job_service
+from cloudtuner.services import submissions as job_service
 from tests.integration.conftest import INLINE_JOB, RunningApp
 
 SUBMIT = "/api/cloud/jobs/submit?provider=scripted"

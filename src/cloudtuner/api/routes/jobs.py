@@ -23,6 +23,7 @@ from cloudtuner.schemas.jobs import (
     SyncResponse,
 )
 from cloudtuner.services import jobs as job_service
+from cloudtuner.services import submissions
 from cloudtuner.services import sync as sync_service
 
 router = APIRouter(prefix="/api/cloud/jobs", tags=["jobs"])
@@ -68,7 +69,7 @@ async def submit_job(
 ) -> SubmitJobResponse:
     """Queue a job from a saved config (`config_name_to_load`) or an inline `config` with its
     `dataloader_config`. Returns at once; the scheduler starts the job when limits allow."""
-    result = await job_service.submit_job(ctx, principal, provider.strip().lower(), body)
+    result = await submissions.submit_job(ctx, principal, provider.strip().lower(), body)
     if result.idempotent_hit:
         response.status_code = status.HTTP_200_OK
     return SubmitJobResponse(
@@ -85,7 +86,7 @@ async def preview_job(
 ) -> PreviewResponse:
     """Show what a submission would upload (datasets, files, sizes, excluded files, the provider's
     limit) and whether it needs `upload_consent`, without creating a job."""
-    return await job_service.preview_job(ctx, provider.strip().lower(), body)
+    return await submissions.preview_job(ctx, provider.strip().lower(), body)
 
 
 @router.get("", response_model=JobListResponse, responses=ERRORS, summary="List jobs")
