@@ -1,6 +1,8 @@
 """What differs between SQLite and PostgreSQL, as one object per database.
 
-Services never check which database they talk to; anything that differs lives here.
+Services never check which database they talk to; anything that differs lives here. Each
+dialect imports SQLAlchemy's support for its database itself, when first used, so that a SQLite
+server never loads PostgreSQL's (and the reverse).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Table, event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
@@ -23,6 +24,8 @@ class StoreDialect:
     """The behaviour a database must supply to the job store."""
 
     name = "base"
+    single_writer = False
+    """True if the database runs one write transaction at a time (SQLite)."""
 
     def engine_options(self) -> dict[str, Any]:
         """Return keyword arguments for ``create_async_engine``."""
@@ -51,6 +54,7 @@ class SqliteDialect(StoreDialect):
     """
 
     name = "sqlite"
+    single_writer = True
     busy_timeout_ms = 30_000
 
     def engine_options(self) -> dict[str, Any]:
@@ -78,7 +82,9 @@ class SqliteDialect(StoreDialect):
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     def insert(self, table: Table) -> Insert:
-        return sqlite.insert(table)
+        from sqlalchemy.dialects.sqlite import insert
+
+        return insert(table)
 
 
 class PostgresDialect(StoreDialect):
@@ -90,7 +96,9 @@ class PostgresDialect(StoreDialect):
         return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
 
     def insert(self, table: Table) -> Insert:
-        return postgresql.insert(table)
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table)
 
     @contextlib.contextmanager
     def migration_lock(self, connection: Connection) -> Iterator[None]:

@@ -6,6 +6,7 @@ commits on exit and rolls back on error. Never make a network call inside one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,7 @@ class Database:
         self.dialect: StoreDialect = dialect_for_url(url)
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, **self.dialect.engine_options())
         self.dialect.install(self.engine)
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.dialect.single_writer else None
         self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(
             self.engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
@@ -29,8 +31,17 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """Yield a session in a write transaction; commit on success, roll back on error."""
-        async with self._write_sessions() as session, session.begin():
+        """Yield a session in a write transaction; commit on success, roll back on error.
+
+        Where the database takes one writer at a time (SQLite), writers of this process queue
+        here, in order, instead of sleeping in the database's busy handler; other processes still
+        wait on its busy timeout.
+        """
+        if self._write_lock is None:
+            async with self._write_sessions() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock, self._write_sessions() as session, session.begin():
             yield session
 
     @contextlib.asynccontextmanager

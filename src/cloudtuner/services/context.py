@@ -9,6 +9,7 @@ from cloudtuner.core.clock import Clock, SystemClock
 from cloudtuner.db.engine import Database
 from cloudtuner.providers.registry import ProviderRegistry
 from cloudtuner.services.config_history import ConfigHistory
+from cloudtuner.services.job_inserts import JobInserter
 from cloudtuner.services.secrets import SecretStore
 from cloudtuner.settings import Settings
 
@@ -24,6 +25,10 @@ class ServiceContext:
     secrets: SecretStore
     clock: Clock = field(default_factory=SystemClock)
     dispatch_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    job_inserter: JobInserter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.job_inserter = JobInserter(self.db)
 
     def wake_dispatcher(self) -> None:
         """Tell this process's dispatcher that a job may be ready to start."""

@@ -6,10 +6,10 @@ Submit only records the job; the scheduler starts it (see ``services.dispatch``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from cloudtuner.core.errors import (
@@ -27,10 +27,10 @@ from cloudtuner.schemas.settings import ConsentMode
 from cloudtuner.services.configs import find_config
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.fingerprints import fingerprint
+from cloudtuner.services.job_inserts import IDEMPOTENCY_KEYS, JOB_EVENTS, JOBS
 from cloudtuner.services.job_views import job_detail
 from cloudtuner.services.jobs import load_detail
 from cloudtuner.services.settings_documents import get_cloud_settings
-from cloudtuner.services.transitions import record_event
 from cloudtuner.services.uploads import check_upload, summarize
 
 
@@ -131,66 +131,86 @@ async def submit_job(
     upload_summary = await check_upload(ctx, provider, dataloader, request.upload_consent)
 
     now = ctx.clock.now()
-    job = JobRow(
-        id=new_sortable_id(),
-        owner_id=principal.id,
-        provider=provider_name,
-        status=JobStatus.QUEUED.value,
-        priority=0,
-        config_name=request.config_name_to_load,
-        config=config,
-        dataloader_config=dataloader,
-        config_snapshot=snapshot,
-        tracker_run_name=request.tracker_run_name,
-        hardware=request.hardware,
-        publishing=request.publishing,
-        upload_consent=request.upload_consent,
-        idempotency_key=key,
-        upload_summary=upload_summary.model_dump(mode="json") if upload_summary else None,
-        cost_usd=0.0,
-        log_length=0,
-        dispatch_attempts=0,
-        created_at=now,
-        updated_at=now,
-    )
-    try:
-        async with ctx.db.transaction() as session:
-            session.add(job)
-            await session.flush()
-            record_event(session, job, from_status=None, cause="submitted", detail=None, now=now)
-            if key is not None:
-                await session.execute(
-                    delete(IdempotencyKeyRow).where(
-                        IdempotencyKeyRow.principal_id == principal.id,
-                        IdempotencyKeyRow.key == key,
-                        IdempotencyKeyRow.expires_at <= now,
-                    )
-                )
-                await session.flush()
-                session.add(
-                    IdempotencyKeyRow(
-                        principal_id=principal.id,
-                        key=key,
-                        fingerprint=request_fingerprint,
-                        job_id=job.id,
-                        created_at=now,
-                        expires_at=now + timedelta(hours=ctx.settings.idempotency_ttl_hours),
-                    )
-                )
-    except IntegrityError:
-        if key is None:
-            raise
-        # Another request with this key committed first: its job is the answer.
-        replay = await _idempotent_replay(ctx, principal, key, request_fingerprint)
-        if replay is None:
-            raise
-        return replay
+    values: dict[str, Any] = {
+        "id": new_sortable_id(),
+        "owner_id": principal.id,
+        "provider": provider_name,
+        "status": JobStatus.QUEUED.value,
+        "priority": 0,
+        "config_name": request.config_name_to_load,
+        "config": config,
+        "dataloader_config": dataloader,
+        "config_snapshot": snapshot,
+        "tracker_run_name": request.tracker_run_name,
+        "hardware": request.hardware,
+        "publishing": request.publishing,
+        "upload_consent": request.upload_consent,
+        "idempotency_key": key,
+        "upload_summary": upload_summary.model_dump(mode="json") if upload_summary else None,
+        "cost_usd": 0.0,
+        "log_length": 0,
+        "dispatch_attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    event = {
+        "job_id": values["id"],
+        "from_status": None,
+        "to_status": JobStatus.QUEUED.value,
+        "cause": "submitted",
+        "detail": None,
+        "created_at": now,
+    }
+    if key is None:
+        await ctx.job_inserter.insert(values, event)
+    else:
+        try:
+            await _insert_with_key(ctx, principal, key, request_fingerprint, values, event)
+        except IntegrityError:
+            # Another request with this key committed first: its job is the answer.
+            replay = await _idempotent_replay(ctx, principal, key, request_fingerprint)
+            if replay is None:
+                raise
+            return replay
     ctx.wake_dispatcher()
-    return SubmitResult(job=job_detail(job, [_first_event(job, now)], now), idempotent_hit=False)
+    job = JobRow(**values)
+    return SubmitResult(job=job_detail(job, [JobEventRow(**event)], now), idempotent_hit=False)
 
 
-def _first_event(job: JobRow, now: datetime) -> JobEventRow:
-    return JobEventRow(job_id=job.id, from_status=None, to_status=job.status, cause="submitted", created_at=now)
+async def _insert_with_key(
+    ctx: ServiceContext,
+    principal: Principal,
+    key: str,
+    request_fingerprint: str,
+    values: dict[str, Any],
+    event: dict[str, Any],
+) -> None:
+    """Insert a job, its first event and its idempotency key in one transaction.
+
+    Raises:
+        IntegrityError: a live key for this caller already exists (another request won).
+    """
+    now = values["created_at"]
+    async with ctx.db.transaction() as session:
+        await session.execute(insert(JOBS).values(values))
+        await session.execute(insert(JOB_EVENTS).values(event))
+        await session.execute(
+            delete(IdempotencyKeyRow).where(
+                IdempotencyKeyRow.principal_id == principal.id,
+                IdempotencyKeyRow.key == key,
+                IdempotencyKeyRow.expires_at <= now,
+            )
+        )
+        await session.execute(
+            insert(IDEMPOTENCY_KEYS).values(
+                principal_id=principal.id,
+                key=key,
+                fingerprint=request_fingerprint,
+                job_id=values["id"],
+                created_at=now,
+                expires_at=now + timedelta(hours=ctx.settings.idempotency_ttl_hours),
+            )
+        )
 
 
 async def preview_job(ctx: ServiceContext, provider_name: str, request: SubmitJobRequest) -> PreviewResponse:

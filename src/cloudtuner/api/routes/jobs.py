@@ -63,17 +63,20 @@ def _parse_statuses(raw: list[str] | None) -> list[JobStatus] | None:
 async def submit_job(
     body: SubmitJobRequest,
     ctx: Context,
-    response: Response,
     principal: Annotated[Principal, Depends(requires(Permission.JOB_SUBMIT))],
     provider: Annotated[str, Query(description="Where to run it: replicate, worker, local, ...")] = "replicate",
-) -> SubmitJobResponse:
+) -> Response:
     """Queue a job from a saved config (`config_name_to_load`) or an inline `config` with its
     `dataloader_config`. Returns at once; the scheduler starts the job when limits allow."""
     result = await submissions.submit_job(ctx, principal, provider.strip().lower(), body)
-    if result.idempotent_hit:
-        response.status_code = status.HTTP_200_OK
-    return SubmitJobResponse(
+    reply = SubmitJobResponse(
         job_id=result.job.job_id, status=result.job.status, idempotent_hit=result.idempotent_hit, job=result.job
+    )
+    # Already validated: send it as JSON rather than have FastAPI validate the reply again.
+    return Response(
+        reply.model_dump_json(),
+        status_code=status.HTTP_200_OK if result.idempotent_hit else status.HTTP_202_ACCEPTED,
+        media_type="application/json",
     )
 
 
