@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from cloudtuner.core.clock import Clock, SystemClock
 from cloudtuner.db.engine import Database
@@ -26,6 +27,8 @@ class ServiceContext:
     clock: Clock = field(default_factory=SystemClock)
     dispatch_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     job_inserter: JobInserter = field(init=False)
+    settings_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    """Settings documents read recently (see ``services.settings_documents``)."""
 
     def __post_init__(self) -> None:
         self.job_inserter = JobInserter(self.db)

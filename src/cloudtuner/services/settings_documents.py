@@ -1,7 +1,12 @@
-"""Cloud settings and provider settings: JSON documents in the job store, edited over the API."""
+"""Cloud settings and provider settings: JSON documents in the job store, edited over the API.
+
+Reads are cached per process for ``CACHE_SECONDS``: dispatch and every webhook consult them, and
+a change made through another server process shows within that time.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from cloudtuner.core.errors import InvalidRequestError
@@ -22,14 +27,23 @@ def provider_scope(provider: str) -> str:
     return f"provider:{provider}"
 
 
+CACHE_SECONDS = 2.0
+"""How long a process reuses a settings document it read; its own writes clear it at once."""
+
 async def _read(ctx: ServiceContext, scope: str) -> dict[str, Any]:
+    cached = ctx.settings_cache.get(scope)
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return dict(cached[1])
     async with ctx.db.read() as session:
         row = await session.get(SettingsDocumentRow, scope)
-        return dict(row.document) if row else {}
+        document = dict(row.document) if row else {}
+    ctx.settings_cache[scope] = (time.monotonic(), document)
+    return dict(document)
 
 
 async def _merge(ctx: ServiceContext, scope: str, changes: dict[str, Any]) -> dict[str, Any]:
     now = ctx.clock.now()
+    ctx.settings_cache.pop(scope, None)
     async with ctx.db.transaction() as session:
         row = await session.get(SettingsDocumentRow, scope, with_for_update=True)
         document = {**(row.document if row else {}), **changes}
@@ -38,6 +52,7 @@ async def _merge(ctx: ServiceContext, scope: str, changes: dict[str, Any]) -> di
         else:
             row.document = document
             row.updated_at = now
+    ctx.settings_cache.pop(scope, None)
     return document
 
 
