@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More environment for the process (applied last, so it can override the defaults above)."""
 
     @property
     def url(self) -> str:
@@ -226,6 +228,7 @@ class ServerProcess:
         }
         if self.database_url is not None:
             values["CLOUDTUNER_DATABASE_URL"] = self.database_url
+        values.update(self.extra_env)
         return clean_env(**values)
 
     def launch(self) -> None:
@@ -342,8 +345,10 @@ class ServerFactory:
         *,
         state_path: Path | None = None,
         database_url: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> ServerProcess:
-        """Return a server with its own data dir and log (not started yet)."""
+        """Return a server with its own data dir and log (not started yet); ``env`` adds to its
+        environment (see :attr:`ServerProcess.extra_env`)."""
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         taken = {server.port for server in self.servers}
@@ -355,6 +360,7 @@ class ServerFactory:
             state_path=state_path or self.root / "scripted.json",
             log_path=folder / "server.log",
             database_url=database_url if database_url is not None else self.database_url,
+            extra_env=dict(env or {}),
         )
         self.servers.append(server)
         return server

@@ -365,7 +365,7 @@ async def sync_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         if cancel_pending and not JobStatus(job.status).is_terminal:
             transition_job(session, job, JobStatus.CANCELLED, cause="cancelled by user", now=now)
         if JobStatus(job.status).is_terminal:
-            if info.cost_usd is not None:
+            if info.cost_usd is not None and info.status.as_job_status().is_terminal:
                 job.cost_usd = info.cost_usd
         else:
             apply_observation(ctx, session, job, info, cause=f"provider reported {info.status.value}")

@@ -108,7 +108,9 @@ async def apply_webhook_event(
             if event.logs is not None and (chunk := append_log(job, event.logs, now)) is not None:
                 session.add(chunk)
             if JobStatus(job.status).is_terminal:
-                if info.cost_usd is not None:
+                # Only a report of a finished run carries the final cost; a late "processing"
+                # delivery only has a running estimate.
+                if info.cost_usd is not None and info.status.as_job_status().is_terminal:
                     job.cost_usd = info.cost_usd
             else:
                 apply_observation(ctx, session, job, info, cause=f"webhook: {info.status.value}")
