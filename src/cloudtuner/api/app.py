@@ -103,7 +103,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            await migrate.upgrade(db)
+            # serve() migrates before it starts uvicorn, with one-line errors; an app built any
+            # other way (tests, app_from_environment) migrates here. At the newest revision,
+            # upgrade() is one SELECT.
+            if not getattr(app.state, "store_prepared", False):
+                await migrate.upgrade(db)
             if settings.scheduler_enabled:
                 scheduler.start()
             log.info(

@@ -13,8 +13,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
+
+from cloudtuner.core.errors import ConfigurationError
 
 READ_ONLY_OPTION = "cloudtuner_read_only"
 _MIGRATION_LOCK_KEY = 0x636C6F7564  # "cloud": the advisory lock id held while migrating
@@ -113,11 +116,20 @@ def dialect_for_url(url: str) -> StoreDialect:
     """Return the StoreDialect for an async SQLAlchemy URL.
 
     Raises:
-        ValueError: the URL names a database cloudtuner does not support.
+        ConfigurationError: the URL is malformed or names a database cloudtuner does not support.
     """
-    backend = make_url(url).get_backend_name()
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigurationError(
+            "CLOUDTUNER_DATABASE_URL is not a database URL; use postgresql://user@host/db, or leave it "
+            "unset for SQLite in the data dir."
+        ) from None
     if backend == "sqlite":
         return SqliteDialect()
     if backend == "postgresql":
         return PostgresDialect()
-    raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
+    raise ConfigurationError(
+        f"CLOUDTUNER_DATABASE_URL names {backend!r}, which cloudtuner does not support: use PostgreSQL "
+        "(postgresql://user@host/db) or SQLite (the default)."
+    )

@@ -30,6 +30,7 @@ def provider_scope(provider: str) -> str:
 CACHE_SECONDS = 2.0
 """How long a process reuses a settings document it read; its own writes clear it at once."""
 
+
 async def _read(ctx: ServiceContext, scope: str) -> dict[str, Any]:
     cached = ctx.settings_cache.get(scope)
     if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
