@@ -35,7 +35,7 @@ async def test_up_down_up(database_url: str) -> None:
     try:
         assert await migrate.current_revision(db) is None
         await migrate.upgrade(db)
-        assert await migrate.current_revision(db) == "0002"
+        assert await migrate.current_revision(db) == "0003"
         assert await table_names(db) == TABLES
         await migrate.upgrade(db)  # a second start finds nothing to do
         await migrate.downgrade(db, "base")
@@ -69,7 +69,7 @@ async def test_concurrent_starts_migrate_once(database_url: str) -> None:
     databases = [Database(database_url) for _ in range(3)]
     try:
         await asyncio.gather(*(migrate.upgrade(db) for db in databases))
-        assert await migrate.current_revision(databases[0]) == "0002"
+        assert await migrate.current_revision(databases[0]) == "0003"
     finally:
         for db in databases:
             await db.dispose()

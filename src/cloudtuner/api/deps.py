@@ -21,13 +21,17 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
 """Paths anyone may reach without signing in (webhooks authenticate by their signature)."""
 
 
-def get_context(request: Request) -> ServiceContext:
-    """Return the app's service context."""
+async def get_context(request: Request) -> ServiceContext:
+    """Return the app's service context.
+
+    (``async`` so that FastAPI calls it in the event loop: a plain function would be sent to
+    the thread pool on every request.)
+    """
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
 
-def get_scheduler(request: Request) -> Scheduler:
+async def get_scheduler(request: Request) -> Scheduler:
     """Return the app's scheduler (its lease owner name is this process's)."""
     scheduler: Scheduler = request.app.state.scheduler
     return scheduler
@@ -47,7 +51,7 @@ async def resolve_principal(request: Request) -> Principal:
         AuthenticationRequiredError: the server is not in single-user mode and the request
             carries no valid credentials.
     """
-    ctx = get_context(request)
+    ctx: ServiceContext = request.app.state.ctx
     if ctx.settings.binds_loopback_only:
         return LOCAL_PRINCIPAL
     raise AuthenticationRequiredError()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cloudtuner.db.types import BigIntegerPK, JSONType, UTCDateTime
@@ -71,8 +71,17 @@ class JobRow(Base):
         Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_provider_id", "provider", "id"),
         Index("ix_jobs_owner_id_id", "owner_id", "id"),
-        Index("ix_jobs_status_priority_id", "status", "priority", "id"),
+        # Queued jobs as the dispatcher takes them: highest priority, then oldest.
+        Index("ix_jobs_status_priority_desc_id", "status", priority.desc(), "id"),
         Index("ix_jobs_provider_provider_job_id", "provider", "provider_job_id"),
+        # Runs due for a sync, soonest first; only the rows that have a next sync time.
+        Index(
+            "ix_jobs_next_sync_at_id",
+            "next_sync_at",
+            "id",
+            sqlite_where=text("next_sync_at IS NOT NULL"),
+            postgresql_where=text("next_sync_at IS NOT NULL"),
+        ),
     )
 
 

@@ -40,14 +40,22 @@ async def claim_jobs(
     """Lease up to ``limit`` jobs matching ``condition``; return (job id, lease token) pairs.
 
     Safe with several processes on one database: a job is leased by exactly one of them.
+
+    The candidates are read first, in a read transaction, which never waits for or holds the write
+    lock; a write transaction is opened only when there is something to take. There each one is
+    taken with a guarded UPDATE (``condition`` and a free lease, checked again), which decides who
+    wins: a job another process took, or that changed, in between is simply not claimed.
     """
     now = ctx.clock.now()
     expires = now + timedelta(seconds=ctx.settings.lease_seconds)
+    query = select(JobRow.id).where(condition, lease_is_free(now))
+    query = query.order_by(*(order_by or [JobRow.id])).limit(limit)
+    async with ctx.db.read() as session:
+        candidates = (await session.scalars(query)).all()
+    if not candidates:
+        return []
     claimed: list[tuple[str, str]] = []
     async with ctx.db.transaction() as session:
-        query = select(JobRow.id).where(condition, lease_is_free(now))
-        query = query.order_by(*(order_by or [JobRow.id])).limit(limit)
-        candidates = (await session.scalars(query)).all()
         for job_id in candidates:
             token = secrets.token_hex(16)
             result = await session.execute(

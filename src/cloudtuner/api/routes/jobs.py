@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic_core import to_json
 
 from cloudtuner.api.deps import Context, SchedulerDep, requires
 from cloudtuner.core.errors import InvalidRequestError
@@ -104,16 +105,17 @@ async def list_jobs(
     provider: Annotated[str | None, Query(description="Only jobs of this provider.")] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
     sync_active: Annotated[bool, Query(description="Read active jobs from their providers first.")] = False,
-) -> JobListResponse:
+) -> Response:
     """Jobs the caller may see, newest first, a page at a time."""
     statuses = _parse_statuses(status_filter)
     sync = None
     if sync_active:
         sync = await sync_service.sync_jobs(ctx, principal, scheduler.owner, import_runs=False)
     page = await job_service.list_jobs(ctx, principal, limit=limit, statuses=statuses, provider=provider, cursor=cursor)
-    return JobListResponse(
-        jobs=page.jobs, next_cursor=page.next_cursor, has_more=page.next_cursor is not None, sync=sync
-    )
+    # A JobListResponse, serialised as FastAPI would, without validating again what the service
+    # built from the job store (the jobs are JobSummary's wire form; see services.job_views).
+    reply = {"jobs": page.jobs, "next_cursor": page.next_cursor, "has_more": page.next_cursor is not None, "sync": sync}
+    return Response(to_json(reply, inf_nan_mode="null"), media_type="application/json")
 
 
 @router.post("/sync", response_model=SyncResponse, summary="Sync jobs from providers")
