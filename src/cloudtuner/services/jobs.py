@@ -70,11 +70,18 @@ def _check_can_view_owned(principal: Principal, job_id: str, owner_id: str) -> N
     raise JobNotFoundError(f"No job has the id {job_id!r}.")
 
 
-async def load_detail(ctx: ServiceContext, job_id: str) -> JobDetail:
+async def load_detail(ctx: ServiceContext, job_id: str, principal: Principal | None = None) -> JobDetail:
+    """Return one job with its timeline, checking first that ``principal`` (if given) may see it.
+
+    Raises:
+        JobNotFoundError: no such job, or it belongs to someone whose jobs the caller cannot see.
+    """
     async with ctx.db.read() as session:
         job = await session.get(JobRow, job_id)
         if job is None:
             raise JobNotFoundError(f"No job has the id {job_id!r}.")
+        if principal is not None:
+            _check_can_view(principal, job)
         events = (
             await session.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id))
         ).all()
@@ -87,15 +94,7 @@ async def get_job(ctx: ServiceContext, principal: Principal, job_id: str) -> Job
     Raises:
         JobNotFoundError: no such job, or it belongs to someone whose jobs the caller cannot see.
     """
-    async with ctx.db.read() as session:
-        job = await session.get(JobRow, job_id)
-        if job is None:
-            raise JobNotFoundError(f"No job has the id {job_id!r}.")
-        _check_can_view(principal, job)
-        events = (
-            await session.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id))
-        ).all()
-        return job_detail(job, list(events), ctx.clock.now())
+    return await load_detail(ctx, job_id, principal)
 
 
 def encode_cursor(job_id: str) -> str:
