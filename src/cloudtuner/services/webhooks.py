@@ -25,7 +25,6 @@ from cloudtuner.providers.base import WebhookEvent
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.dispatch import append_log, apply_observation
 from cloudtuner.services.settings_documents import get_cloud_settings, get_provider_settings
-from cloudtuner.services.transitions import lock_job
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,6 @@ async def apply_webhook_event(
                 job.provider_job_id = info.provider_job_id
             elif job.provider_job_id != info.provider_job_id:
                 return WebhookOutcome(accepted=True, job_id=job.id)
-            job = await lock_job(session, job.id)
             if event.logs is not None and (chunk := append_log(job, event.logs, now)) is not None:
                 session.add(chunk)
             if JobStatus(job.status).is_terminal:
