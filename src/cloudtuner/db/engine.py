@@ -37,11 +37,8 @@ class Database:
         here, in order, instead of sleeping in the database's busy handler; other processes still
         wait on its busy timeout.
         """
-        if self._write_lock is None:
-            async with self._write_sessions() as session, session.begin():
-                yield session
-            return
-        async with self._write_lock, self._write_sessions() as session, session.begin():
+        queue = self._write_lock or contextlib.nullcontext()
+        async with queue, self._write_sessions() as session, session.begin():
             yield session
 
     @contextlib.asynccontextmanager
