@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import pytest
+
+from cloudtuner.services import webhooks
 from tests.fakes.scripted_provider import sign_webhook
 from tests.integration.conftest import RunningApp, inline_job
 
@@ -107,3 +111,220 @@ async def test_webhooks_need_no_sign_in_and_unknown_runs_are_ignored(manual: Run
     assert response.status_code == 200 and response.json()["job_id"] is None
     unknown = await manual.client.post("/api/webhooks/nope", content=b"{}")
     assert (unknown.status_code, unknown.json()["code"]) == (400, "unknown_provider")
+
+
+# --- group commit -------------------------------------------------------------------------------
+
+
+def scripted_event(event_id: str, run_id: str, status: str, logs: str | None = None, cost: float | None = None) -> Any:
+    from cloudtuner.providers.base import CloudJobInfo, CloudJobStatus, WebhookEvent
+
+    info = CloudJobInfo(provider_job_id=run_id, status=CloudJobStatus(status), cost_usd=cost)
+    return WebhookEvent(event_id=event_id, info=info, logs=logs)
+
+
+def count_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the size of every transaction the webhook writer commits (or tries to)."""
+    sizes: list[int] = []
+    original = webhooks.WebhookWriter._commit
+
+    async def counting(self: webhooks.WebhookWriter, batch: Any) -> Any:
+        sizes.append(len(batch))
+        return await original(self, batch)
+
+    monkeypatch.setattr(webhooks.WebhookWriter, "_commit", counting)
+    return sizes
+
+
+async def logs_of(app: RunningApp, job_id: str) -> str:
+    logs: str = (await app.client.get(f"/api/cloud/jobs/{job_id}/logs")).json()["logs"]
+    return logs
+
+
+async def test_concurrent_deliveries_share_one_transaction_in_arrival_order(
+    manual: RunningApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_a, run_a = await started_job(manual)
+    job_b, run_b = await started_job(manual)
+    before = (await manual.client.get(f"/api/cloud/jobs/{job_a}")).json()["job"]
+    batches = count_batches(monkeypatch)
+    events = [
+        scripted_event("a-1", run_a, "running", "a1\n"),
+        scripted_event("b-1", run_b, "running", "b1\n"),
+        scripted_event("a-2", run_a, "running", "a1\na2\n"),
+        scripted_event("a-1", run_a, "running", "a1\n"),  # the same delivery again, in the same batch
+        scripted_event("b-2", run_b, "completed", "b1\nb2\n", cost=0.5),
+        scripted_event("b-3", run_b, "running", "b1\nb2\nb3\n"),  # late: the job stays completed
+        scripted_event("x-1", "never-made", "completed"),
+    ]
+    outcomes = await asyncio.gather(*(webhooks.apply_webhook_event(manual.ctx, "scripted", e) for e in events))
+
+    assert batches == [len(events)], "deliveries queued together are written in one transaction"
+    assert [(o.duplicate, o.job_id, o.status and o.status.value) for o in outcomes] == [
+        (False, job_a, "running"),
+        (False, job_b, "running"),
+        (False, job_a, "running"),
+        (True, None, None),
+        (False, job_b, "completed"),
+        (False, job_b, "completed"),
+        (False, None, None),
+    ]
+    assert await logs_of(manual, job_a) == "a1\na2\n"
+    assert await logs_of(manual, job_b) == "b1\nb2\nb3\n"
+    job = (await manual.client.get(f"/api/cloud/jobs/{job_b}")).json()["job"]
+    assert (job["status"], job["cost_usd"]) == ("completed", 0.5)
+    assert [e["cause"] for e in job["events"]][-1] == "webhook: completed"
+    # The columns a delivery does not load are left as they were.
+    after = (await manual.client.get(f"/api/cloud/jobs/{job_a}")).json()["job"]
+    assert (after["config"], after["dataloader_config"]) == (before["config"], before["dataloader_config"])
+
+    # Every id of that batch is now taken, also the unknown run's.
+    replays = await asyncio.gather(
+        *(webhooks.apply_webhook_event(manual.ctx, "scripted", e) for e in (events[1], events[6]))
+    )
+    assert [o.duplicate for o in replays] == [True, True]
+    assert await logs_of(manual, job_b) == "b1\nb2\nb3\n"
+
+
+async def test_a_failing_delivery_does_not_take_its_batch_down(
+    manual: RunningApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_a, run_a = await started_job(manual)
+    job_b, run_b = await started_job(manual)
+    batches = count_batches(monkeypatch)
+    original = webhooks.apply_observation
+
+    def failing_for_b(ctx: Any, session: Any, job: Any, info: Any, cause: str) -> None:
+        if job.id == job_b:
+            raise RuntimeError("boom")
+        original(ctx, session, job, info, cause)
+
+    monkeypatch.setattr(webhooks, "apply_observation", failing_for_b)
+    events = [
+        scripted_event("a-1", run_a, "running", "a1\n"),
+        scripted_event("b-1", run_b, "completed", "b1\n"),
+        scripted_event("a-2", run_a, "completed", "a1\na2\n"),
+    ]
+    outcomes = await asyncio.gather(
+        *(webhooks.apply_webhook_event(manual.ctx, "scripted", e) for e in events), return_exceptions=True
+    )
+
+    assert batches == [3, 1, 1, 1], "the batch is rolled back, then each delivery is tried alone"
+    assert isinstance(outcomes[1], RuntimeError)
+    assert [getattr(o, "status", None) for o in (outcomes[0], outcomes[2])] == [
+        webhooks.JobStatus.RUNNING,
+        webhooks.JobStatus.COMPLETED,
+    ]
+    assert await status_of(manual, job_a) == "completed"
+    assert await logs_of(manual, job_a) == "a1\na2\n"
+    assert await status_of(manual, job_b) in ("starting", "running")
+    assert await logs_of(manual, job_b) == ""
+
+    # The failed delivery left no receipt: sent again once the fault is gone, it counts.
+    monkeypatch.setattr(webhooks, "apply_observation", original)
+    again = await webhooks.apply_webhook_event(manual.ctx, "scripted", events[1])
+    assert (again.duplicate, again.status) == (False, webhooks.JobStatus.COMPLETED)
+
+
+async def test_a_delivery_may_read_columns_the_batch_did_not_load(
+    manual: RunningApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, run_id = await started_job(manual)
+    seen: list[Any] = []
+    original = webhooks.apply_observation
+
+    def reading(ctx: Any, session: Any, job: Any, info: Any, cause: str) -> None:
+        seen.append((job.config["--scripted_outcome"], job.dataloader_config[0]["id"]))
+        original(ctx, session, job, info, cause)
+
+    monkeypatch.setattr(webhooks, "apply_observation", reading)
+    outcome = await webhooks.apply_webhook_event(manual.ctx, "scripted", scripted_event("e-1", run_id, "running"))
+    assert (outcome.job_id, outcome.status) == (job_id, webhooks.JobStatus.RUNNING)
+    assert seen == [("hang", "training-images")]
+
+
+async def test_a_run_named_first_by_a_webhook_is_found_by_the_next_one_in_the_same_batch(
+    manual: RunningApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloudtuner.services import dispatch
+    from cloudtuner.services.transitions import lock_job, transition_job
+
+    job_id = (await manual.client.post("/api/cloud/jobs/submit?provider=scripted", json=inline_job())).json()["job_id"]
+    assert await dispatch.claim_queued(manual.ctx, "someone")
+    async with manual.ctx.db.transaction() as session:
+        job = await lock_job(session, job_id)
+        transition_job(session, job, dispatch.JobStatus.STARTING, cause="dispatched", now=manual.ctx.clock.now())
+    batches = count_batches(monkeypatch)
+    first, second = await asyncio.gather(
+        webhooks.apply_webhook_event(
+            manual.ctx, "scripted", scripted_event("e1", "run-early", "running", "one\n"), job_hint=job_id
+        ),
+        webhooks.apply_webhook_event(
+            manual.ctx, "scripted", scripted_event("e2", "run-early", "running", "one\ntwo\n")
+        ),
+    )
+    assert batches == [2]
+    assert (first.job_id, second.job_id) == (job_id, job_id)
+    job_view = (await manual.client.get(f"/api/cloud/jobs/{job_id}")).json()["job"]
+    assert (job_view["provider_job_id"], job_view["status"]) == ("run-early", "running")
+    assert await logs_of(manual, job_id) == "one\ntwo\n"
+
+
+async def test_under_load_a_flush_waits_briefly_for_more_deliveries_but_never_for_a_lone_one(
+    manual: RunningApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, run_id = await started_job(manual)
+    monkeypatch.setattr(webhooks, "LINGER_SECONDS", 5.0)  # ends as soon as enough deliveries are queued
+    batches = count_batches(monkeypatch)
+
+    def deliver_event(number: int) -> Any:
+        event = scripted_event(f"e-{number}", run_id, "running", "".join(f"line {n}\n" for n in range(number)))
+        return asyncio.create_task(webhooks.apply_webhook_event(manual.ctx, "scripted", event))
+
+    started = asyncio.get_running_loop().time()
+    # A delivery on its own is written at once, however long the linger.
+    assert (await deliver_event(1)).status == webhooks.JobStatus.RUNNING
+    assert batches == [1]
+
+    # Two side by side form a batch; one queued while it commits is held until a second joins it.
+    first, second = deliver_event(2), deliver_event(3)
+    for _ in range(1000):
+        if len(batches) == 2:
+            break
+        await asyncio.sleep(0)
+    third = deliver_event(4)
+    await first
+    fourth = deliver_event(5)
+    await asyncio.gather(second, third, fourth)
+    assert batches == [1, 2, 2]
+    assert asyncio.get_running_loop().time() - started < 2.5, "nothing waited for the whole linger"
+    assert await logs_of(manual, job_id) == "".join(f"line {n}\n" for n in range(5))
+
+
+async def test_a_batch_may_mix_providers_and_a_job_hint_never_crosses_them(
+    manual: RunningApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, run_id = await started_job(manual)
+    batches = count_batches(monkeypatch)
+
+    def apply(provider: str, event: Any, job_hint: str | None = None) -> Any:
+        return webhooks.apply_webhook_event(manual.ctx, provider, event, job_hint=job_hint)
+
+    events = [
+        ("scripted", scripted_event("same-id", run_id, "running", "one\n"), None),
+        # The same delivery id at another provider is another delivery.
+        ("replicate", scripted_event("same-id", "p-unknown", "completed"), None),
+        # A hint naming another provider's job is ignored.
+        ("replicate", scripted_event("r-2", "p-other", "completed"), job_id),
+    ]
+    outcomes = await asyncio.gather(*(apply(*event) for event in events))
+    assert batches == [3]
+    assert [(o.duplicate, o.job_id, o.status and o.status.value) for o in outcomes] == [
+        (False, job_id, "running"),
+        (False, None, None),
+        (False, None, None),
+    ]
+    job = (await manual.client.get(f"/api/cloud/jobs/{job_id}")).json()["job"]
+    assert (job["status"], job["provider_job_id"]) == ("running", run_id)
+    replays = await asyncio.gather(*(apply(*event) for event in events))
+    assert [o.duplicate for o in replays] == [True, True, True]

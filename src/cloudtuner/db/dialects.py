@@ -7,7 +7,10 @@ server never loads PostgreSQL's (and the reverse).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.util import await_only
 
 from cloudtuner.core.errors import ConfigurationError
 
@@ -71,10 +75,10 @@ class SqliteDialect(StoreDialect):
             # Let SQLAlchemy's "begin" event, below, issue BEGIN itself.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            enable_wal(cursor, busy_timeout_ms / 1000)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -88,6 +92,24 @@ class SqliteDialect(StoreDialect):
         from sqlalchemy.dialects.sqlite import insert
 
         return insert(table)
+
+
+def enable_wal(cursor: Any, timeout_seconds: float) -> None:
+    """Switch the database to WAL, waiting while another connection holds a lock.
+
+    SQLite can refuse ``PRAGMA journal_mode=WAL`` with "database is locked" at once, without its
+    busy handler, while another connection is writing (several servers, or migrations, starting
+    on a new file at the same time); it is retried here until the busy timeout.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            await_only(asyncio.sleep(0.05))  # the hook runs in SQLAlchemy's async bridge: yield, do not block
 
 
 class PostgresDialect(StoreDialect):

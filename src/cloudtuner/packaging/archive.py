@@ -4,47 +4,51 @@ Layout: ``datasets/<name>/<path inside the dataset>`` (see ``layout.py``). Image
 already-compressed files are STORED, text and uncompressed formats are DEFLATED
 (``rules.compression_for_name``).
 
-Deterministic: files come in walk order (sorted, depth-first), every entry has the same
-timestamp (1980-01-01 00:00), mode (0644), and creator system (Unix), and the archive is written
-as one forward-only stream (Python's ``zipfile`` on a non-seekable sink, which puts CRC and sizes
-in a data descriptor after each file). The same files therefore give a byte-identical archive
-with the same zlib version, whatever their modification times or the machine's clock.
+Deterministic: files come in walk order (sorted, depth-first), and every entry has the same
+timestamp, mode and creator system; the records are defined in ``zipformat.py`` (a forward-only
+stream with a data descriptor after each file, as Python's ``zipfile`` writes to a pipe). The
+same files therefore give a byte-identical archive, on any machine and clock and whatever the
+files' modification times; only the bytes of deflated (text) members depend on the zlib version.
 
-Content hash: the sha256 of the archive bytes, computed while they are written, on a second
-thread so that hashing overlaps reading and writing. ``hash_package`` computes the same hash
-without writing anything to disk (it still reads every file). The cheap, contents-free check is
-the scan's fingerprint (``scan.py``).
+Content hash: the sha256 of the archive bytes. Providers compare it with the checksum of a
+file they already hold (Replicate reports the sha256 of each upload), so it has to be exactly
+that. It is computed while the archive is written, on its own thread (``stream.py``).
+``hash_package`` computes the same hash without writing anything (it still reads every file).
+The cheap, contents-free check is the scan's fingerprint (``scan.py``).
 
-Speed: while one file is written, the kernel is asked to read ahead the start of the next
-(``posix_fadvise``), so reading from disk overlaps compressing, checksumming and writing.
+Speed: file contents are read straight into the stream's reusable buffers, checksummed (CRC-32)
+on the calling thread, then written (with direct I/O where possible) and hashed on two other
+threads; the kernel is asked to read ahead the files that come next (``posix_fadvise``), so
+reading from disk overlaps the rest. sha256 cannot be split over threads, so one core hashing
+the archive bounds the speed (``docs/dev/packaging-and-storage.md`` has the figures).
 
-Memory: files are read in 1 MiB chunks and at most a few chunks wait for the hashing thread,
-so memory does not grow with file sizes. Like any zip writer, ``zipfile`` keeps one small
-record per file for the central directory (a few hundred bytes each).
+Memory: fixed by the stream's buffers (``STREAM_BUFFERS`` of ``STREAM_BUFFER_BYTES``) and one
+read buffer for compressed members, whatever the file sizes. Like any zip writer, it keeps
+one small record per file for the central directory (a few hundred bytes each).
 
-Atomic: the archive is written to a hidden temporary file next to the destination, flushed to
-disk, and renamed into place; on any failure the temporary file is removed and the
-destination is left as it was.
+Atomic: the archive is written to a hidden temporary file next to the destination and renamed
+into place; on any failure the temporary file is removed and the destination is left as it
+was. ``durable=True`` also flushes it to disk before the rename (without direct I/O, the kernel
+is asked to start writing it out every ``WRITE_BACK_BYTES`` along the way, so the final
+``fsync`` is short).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
-import queue
 import stat
 import tempfile
-import threading
-import zipfile
-from collections.abc import Callable
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from cloudtuner.packaging import errors, layout, rules, walk
+from cloudtuner.packaging import errors, layout, rules, walk, zipformat
 from cloudtuner.packaging.scan import FolderFingerprint, FolderScan, PackageScan, dataset_label
+from cloudtuner.packaging.stream import ArchiveStream
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes of dataset files done, bytes in total)."""
@@ -53,18 +57,29 @@ FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 """Timestamp of every archive entry (the earliest a zip can hold)."""
 
 READ_CHUNK_BYTES = 1 << 20
-"""Files are read and written in chunks of this size."""
+"""Files are read in chunks of at most this size."""
 
-PREFETCH_BYTES = 8 << 20
-"""How much of the next file the kernel is asked to read ahead while the current one is written."""
+STREAM_BUFFER_BYTES = 1 << 20
+"""Size of each of the stream's buffers (zip records and stored file contents)."""
+
+STREAM_BUFFERS = 8
+"""How many stream buffers exist: at most this many wait for the writer and hashing threads."""
+
+PREFETCH_BYTES = 32 << 20
+"""How far ahead of the file being packed the kernel is asked to read the next files."""
+
+PREFETCH_FILES = 64
+"""At most this many files are looked up ahead of the one being packed."""
+
+DIRECT_IO = True
+"""Write archives with direct I/O where the file system allows it (see ``stream.py``)."""
+
+WRITE_BACK_BYTES = 16 << 20
+"""With ``durable``, the kernel is asked to start writing the archive to disk every this many bytes."""
 
 PROGRESS_STEP_BYTES = 4 << 20
 """The progress callback is called at most once per this many bytes (and at start and end)."""
 
-_ENTRY_MODE = 0o100644
-_CREATED_ON_UNIX = 3
-_HASH_QUEUE_CHUNKS = 8
-_SMALL_WRITE_BYTES = 64 * 1024
 # O_NOFOLLOW: a file swapped for a link since the walk is refused; O_NONBLOCK: one swapped for a
 # named pipe does not block the open (the fstat check then refuses it).
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -90,14 +105,22 @@ def build_archive(
     destination: str | os.PathLike[str],
     *,
     progress: ProgressCallback | None = None,
-    durable: bool = True,
+    durable: bool = False,
 ) -> BuiltArchive:
     """Write the scanned datasets to ``destination`` as one zip archive and return its hash.
 
     The folders are walked again and must still hold what the scan found (same names, sizes
-    and modification times). ``durable`` flushes the archive to disk before the rename, so that a
-    crash never leaves a truncated archive under the final name. An existing file at
-    ``destination`` is replaced.
+    and modification times). The archive appears under ``destination`` only once it is
+    complete (an atomic rename), and an existing file there is replaced; a failure leaves no
+    temporary file behind. Readers on this machine see the complete archive at once.
+
+    ``durable=True`` also waits until the archive and the rename are on disk, so that not even
+    an operating-system crash or power loss can leave a truncated archive under the final name.
+    An archive that is uploaded and deleted by the same process, and rebuilt after any crash
+    (the dispatch path does exactly that), does not need it: without it, building a 2 GiB
+    archive does not wait for 2 GiB of disk writes.
+
+    ``progress`` is called on the calling thread.
 
     Raises:
         NothingToPackageError: the scan has no folders to package.
@@ -112,32 +135,30 @@ def build_archive(
     target = Path(os.path.abspath(destination))
     _check_destination(target, scan)
     try:
-        handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        descriptor, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     except OSError as exc:
         raise errors.ArchiveWriteError(
             f"The archive cannot be created in {target.parent}: {exc.strerror or exc}."
         ) from exc
-    hasher = _BackgroundSha256()
     try:
-        with os.fdopen(handle, "wb") as archive_file:
-            sink = _ArchiveSink(archive_file, hasher)
-            file_count, source_bytes = _write_package(scan, sink, progress)
-            sink.flush()
+        try:
+            write_back = WRITE_BACK_BYTES if durable else None
+            digest, size_bytes, file_count, source_bytes = _pack(scan, descriptor, progress, write_back)
             if durable:
-                _sync(lambda: os.fsync(archive_file.fileno()), target)
-        digest = hasher.finish()
+                _sync(lambda: os.fsync(descriptor), target)
+        finally:
+            os.close(descriptor)
         _sync(lambda: os.replace(temporary_name, target), target)
         if durable:
             _fsync_folder(target.parent)
     except BaseException:
-        hasher.close()
         with contextlib.suppress(OSError):
             os.unlink(temporary_name)
         raise
     return BuiltArchive(
         path=target,
         sha256=digest,
-        size_bytes=sink.tell(),
+        size_bytes=size_bytes,
         file_count=file_count,
         source_bytes=source_bytes,
         fingerprint=scan.fingerprint,
@@ -157,12 +178,7 @@ def hash_package(scan: PackageScan, *, progress: ProgressCallback | None = None)
     """
     if not scan.folders:
         raise errors.NothingToPackageError()
-    hasher = _BackgroundSha256()
-    try:
-        _write_package(scan, _ArchiveSink(None, hasher), progress)
-        return hasher.finish()
-    finally:
-        hasher.close()
+    return _pack(scan, None, progress, None)[0]
 
 
 def _check_destination(target: Path, scan: PackageScan) -> None:
@@ -178,53 +194,161 @@ def _check_destination(target: Path, scan: PackageScan) -> None:
             )
 
 
-def _write_package(scan: PackageScan, sink: _ArchiveSink, progress: ProgressCallback | None) -> tuple[int, int]:
-    """Write every folder of the scan through ``sink``; return (file count, source bytes)."""
-    reporter = _ProgressReporter(progress, scan.total_bytes)
-    file_count = 0
-    source_bytes = 0
-    archive = zipfile.ZipFile(sink, mode="w", allowZip64=True)
-    try:
-        for folder_scan in scan.folders:
-            count, size = _write_folder(archive, folder_scan, reporter)
-            file_count += count
-            source_bytes += size
-    except BaseException:
-        # Stop all output, then let zipfile finish its bookkeeping into the void, so that
-        # nothing is written (or hashed) later, e.g. when the ZipFile is garbage-collected.
-        sink.abandon()
-        with contextlib.suppress(Exception):
-            archive.close()
-        raise
-    archive.close()
-    reporter.finish()
-    return file_count, source_bytes
+def _pack(
+    scan: PackageScan, descriptor: int | None, progress: ProgressCallback | None, write_back_bytes: int | None
+) -> tuple[str, int, int, int]:
+    """Stream the archive of ``scan`` into ``descriptor`` (None: hash only).
 
-
-def _write_folder(archive: zipfile.ZipFile, folder_scan: FolderScan, reporter: _ProgressReporter) -> tuple[int, int]:
-    folder = folder_scan.folder
-    label = dataset_label(folder)
-    fingerprint = FolderFingerprint(folder.archive_folder)
-    file_count = 0
-    source_bytes = 0
-    walked = (
-        item for item in walk.walk_dataset(folder.source_dir, dataset_label=label) if isinstance(item, walk.WalkedFile)
+    Returns (sha256, archive bytes, file count, source bytes).
+    """
+    stream = ArchiveStream(
+        descriptor,
+        buffer_bytes=STREAM_BUFFER_BYTES,
+        buffer_count=STREAM_BUFFERS,
+        direct_io=DIRECT_IO,
+        write_back_bytes=write_back_bytes,
     )
-    upcoming = next(walked, None)
-    while upcoming is not None:
-        item, upcoming = upcoming, next(walked, None)
-        if upcoming is not None:
-            _prefetch(upcoming)
-        file_count += 1
-        if file_count > folder_scan.file_count:
+    try:
+        packer = _Packer(stream, _ProgressReporter(progress, scan.total_bytes))
+        for folder_scan in scan.folders:
+            packer.add_folder(folder_scan)
+        for record in zipformat.central_directory(packer.entries, start=stream.tell()):
+            stream.write(record)
+        digest = stream.finish()
+    except BaseException:
+        stream.abandon()
+        raise
+    packer.reporter.finish()
+    return digest, stream.tell(), len(packer.entries), packer.source_bytes
+
+
+class _Packer:
+    """Writes the members of the archive, in order, into a stream."""
+
+    def __init__(self, stream: ArchiveStream, reporter: _ProgressReporter) -> None:
+        self.stream = stream
+        self.reporter = reporter
+        self.entries: list[zipformat.Entry] = []
+        self.source_bytes = 0
+        self._scratch: memoryview | None = None  # read buffer for compressed members, made on first use
+        self._probe = memoryview(bytearray(1))  # a read into it must find the end of each file
+
+    def add_folder(self, folder_scan: FolderScan) -> None:
+        """Add every file of one scanned folder; refuse if it no longer matches the scan."""
+        folder = folder_scan.folder
+        label = dataset_label(folder)
+        fingerprint = FolderFingerprint(folder.archive_folder)
+        walked = walk.walk_dataset(folder.source_dir, dataset_label=label)
+        files = _read_ahead(item for item in walked if isinstance(item, walk.WalkedFile))
+        for file_count, item in enumerate(files, start=1):
+            if file_count > folder_scan.file_count:
+                raise _folder_changed(folder_scan)
+            name = layout.member_name(folder.archive_folder, item.relative_parts)
+            fingerprint.add(name, item.size_bytes, item.mtime_ns)
+            self._add_file(name, item, shown=f"{rules.printable_path(item.relative_parts)} in {label}")
+            self.source_bytes += item.size_bytes
+        if fingerprint.hexdigest() != folder_scan.fingerprint:
             raise _folder_changed(folder_scan)
-        name = layout.member_name(folder.archive_folder, item.relative_parts)
-        fingerprint.add(name, item.size_bytes, item.mtime_ns)
-        _write_member(archive, name, item, label=label, reporter=reporter)
-        source_bytes += item.size_bytes
-    if fingerprint.hexdigest() != folder_scan.fingerprint:
-        raise _folder_changed(folder_scan)
-    return file_count, source_bytes
+
+    def _add_file(self, name: str, item: walk.WalkedFile, *, shown: str) -> None:
+        descriptor = _open_source(item.open_path, shown=shown)
+        try:
+            opened = os.fstat(descriptor)
+            if not stat.S_ISREG(opened.st_mode) or opened.st_size != item.size_bytes:
+                raise _file_changed(shown)
+            with contextlib.suppress(AttributeError, OSError):
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            method = rules.compression_for_name(item.relative_parts[-1])
+            entry, header = zipformat.start_entry(
+                name, method=method, size_bytes=item.size_bytes, offset=self.stream.tell()
+            )
+            self.stream.write(header)
+            if method == zipformat.METHOD_STORED:
+                crc = self._copy_stored(descriptor, item.size_bytes, shown=shown)
+                compressed_size = item.size_bytes
+            else:
+                crc, compressed_size = self._copy_deflated(descriptor, item.size_bytes, shown=shown)
+            if _read_into(descriptor, self._probe, shown=shown):
+                raise _file_changed(shown)  # it grew while being read
+            descriptor_record = zipformat.finish_entry(
+                entry, crc=crc, compressed_size=compressed_size, size=item.size_bytes
+            )
+        finally:
+            os.close(descriptor)
+        self.stream.write(descriptor_record)
+        self.entries.append(entry)
+
+    def _copy_stored(self, descriptor: int, size_bytes: int, *, shown: str) -> int:
+        """Read the file straight into the stream; return its CRC-32."""
+        crc = 0
+        remaining = size_bytes
+        while remaining:
+            view = self.stream.reserve(min(remaining, READ_CHUNK_BYTES))
+            count = _read_into(descriptor, view, shown=shown)
+            if count == 0:
+                raise _file_changed(shown)  # it shrank
+            crc = zipformat.crc32(view[:count], crc)
+            self.stream.commit(count)
+            remaining -= count
+            self.reporter.advance(count)
+        return crc
+
+    def _copy_deflated(self, descriptor: int, size_bytes: int, *, shown: str) -> tuple[int, int]:
+        """Read and deflate the file into the stream; return its CRC-32 and compressed size."""
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(READ_CHUNK_BYTES))
+        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        crc = 0
+        compressed_size = 0
+        remaining = size_bytes
+        while remaining:
+            count = _read_into(descriptor, self._scratch[: min(remaining, READ_CHUNK_BYTES)], shown=shown)
+            if count == 0:
+                raise _file_changed(shown)
+            chunk = self._scratch[:count]
+            crc = zipformat.crc32(chunk, crc)
+            output = compressor.compress(chunk)
+            compressed_size += len(output)
+            self.stream.write(output)
+            remaining -= count
+            self.reporter.advance(count)
+        output = compressor.flush()
+        self.stream.write(output)
+        return crc, compressed_size + len(output)
+
+
+def _read_ahead(files: Iterable[walk.WalkedFile]) -> Iterator[walk.WalkedFile]:
+    """Yield ``files`` in order, asking the kernel to start reading those that follow.
+
+    The files already hinted cover up to ``PREFETCH_BYTES`` (and at most ``PREFETCH_FILES``
+    files) ahead of the one yielded, so that reads from disk overlap the packing of earlier
+    files (cold page cache).
+    """
+    queued: deque[tuple[walk.WalkedFile, int]] = deque()
+    ahead = 0
+    for item in files:
+        hinted = min(item.size_bytes, PREFETCH_BYTES)
+        _prefetch(item, hinted)
+        queued.append((item, hinted))
+        ahead += hinted
+        while queued and (ahead >= PREFETCH_BYTES or len(queued) > PREFETCH_FILES):
+            first, first_hinted = queued.popleft()
+            ahead -= first_hinted
+            yield first
+    for item, _ in queued:
+        yield item
+
+
+def _prefetch(item: walk.WalkedFile, length: int) -> None:
+    """Ask the kernel to start reading the first ``length`` bytes of a file (best effort)."""
+    if length <= 0:
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        descriptor = os.open(item.open_path, _OPEN_FLAGS)
+        try:
+            os.posix_fadvise(descriptor, 0, length, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(descriptor)
 
 
 def _folder_changed(folder_scan: FolderScan) -> errors.DatasetChangedError:
@@ -239,53 +363,6 @@ def _file_changed(shown: str) -> errors.DatasetChangedError:
     return errors.DatasetChangedError(
         f"{shown} changed after the upload summary was made. Review the upload summary again."
     )
-
-
-def _prefetch(item: walk.WalkedFile) -> None:
-    """Ask the kernel to start reading the next file while this one is written (cold caches)."""
-    with contextlib.suppress(AttributeError, OSError):
-        descriptor = os.open(item.open_path, _OPEN_FLAGS)
-        try:
-            length = min(item.size_bytes, PREFETCH_BYTES)
-            os.posix_fadvise(descriptor, 0, length, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(descriptor)
-
-
-def _write_member(
-    archive: zipfile.ZipFile, name: str, item: walk.WalkedFile, *, label: str, reporter: _ProgressReporter
-) -> None:
-    shown = f"{rules.printable_path(item.relative_parts)} in {label}"
-    entry = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
-    entry.create_system = _CREATED_ON_UNIX
-    entry.external_attr = _ENTRY_MODE << 16
-    entry.compress_type = rules.compression_for_name(item.relative_parts[-1])
-    entry.file_size = item.size_bytes
-    descriptor = _open_source(item.open_path, shown=shown)
-    try:
-        opened = os.fstat(descriptor)
-        if not stat.S_ISREG(opened.st_mode) or opened.st_size != item.size_bytes:
-            raise _file_changed(shown)
-        with contextlib.suppress(AttributeError, OSError):
-            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        member = archive.open(entry, mode="w")
-        try:
-            done = 0
-            while chunk := _read_chunk(descriptor, shown=shown):
-                done += len(chunk)
-                if done > item.size_bytes:
-                    raise _file_changed(shown)
-                member.write(chunk)
-                reporter.advance(len(chunk))
-            if done != item.size_bytes:
-                raise _file_changed(shown)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                member.close()  # releases the ZipFile's write lock; the archive is discarded anyway
-            raise
-        member.close()
-    finally:
-        os.close(descriptor)
 
 
 def _open_source(path: str, *, shown: str) -> int:
@@ -303,9 +380,10 @@ def _open_source(path: str, *, shown: str) -> int:
         raise errors.DatasetUnreadableError(f"{shown} cannot be read: {exc.strerror or exc}.") from exc
 
 
-def _read_chunk(descriptor: int, *, shown: str) -> bytes:
+def _read_into(descriptor: int, view: memoryview, *, shown: str) -> int:
+    """Read up to ``len(view)`` bytes into ``view``; return how many (0 at the end of the file)."""
     try:
-        return os.read(descriptor, READ_CHUNK_BYTES)
+        return os.readv(descriptor, [view])
     except OSError as exc:
         raise errors.DatasetUnreadableError(f"{shown} cannot be read: {exc.strerror or exc}.") from exc
 
@@ -325,99 +403,6 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
-
-
-class _ArchiveSink:
-    """The forward-only stream ``zipfile`` writes to: a file (or nothing) plus the hash.
-
-    It has no ``seek``, so ``zipfile`` never rewrites earlier bytes and the hash of what
-    passes through is the hash of the archive.
-    """
-
-    def __init__(self, archive_file: BinaryIO | None, hasher: _BackgroundSha256) -> None:
-        self._file = archive_file
-        self._hasher = hasher
-        self._position = 0
-        self._abandoned = False
-
-    def abandon(self) -> None:
-        """Drop every later write: the archive is being discarded."""
-        self._abandoned = True
-
-    def write(self, data: bytes, /) -> int:
-        if self._abandoned:
-            return len(data)
-        if not isinstance(data, bytes):  # zipfile may pass a memoryview; the hasher keeps a reference
-            data = bytes(data)
-        if self._file is not None:
-            try:
-                self._file.write(data)
-            except OSError as exc:
-                raise errors.ArchiveWriteError(f"The archive could not be written: {exc.strerror or exc}.") from exc
-        self._hasher.update(data)
-        self._position += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._position
-
-    def flush(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.flush()
-            except OSError as exc:
-                raise errors.ArchiveWriteError(f"The archive could not be written: {exc.strerror or exc}.") from exc
-
-    def close(self) -> None:
-        """Nothing to do: the owner of the file closes it."""
-
-
-class _BackgroundSha256:
-    """sha256 computed on a separate thread, fed in order through a bounded queue.
-
-    Small writes (zip headers, captions) are batched so the queue carries few, large items;
-    the bound keeps at most ``_HASH_QUEUE_CHUNKS`` chunks in memory.
-    """
-
-    def __init__(self) -> None:
-        self._digest = hashlib.sha256()
-        self._pending = bytearray()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_HASH_QUEUE_CHUNKS)
-        self._thread = threading.Thread(target=self._consume, name="cloudtuner-archive-sha256", daemon=True)
-        self._thread.start()
-        self._closed = False
-
-    def _consume(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self._digest.update(chunk)
-
-    def update(self, data: bytes) -> None:
-        if len(data) < _SMALL_WRITE_BYTES:
-            self._pending += data
-            if len(self._pending) >= _SMALL_WRITE_BYTES:
-                self._flush_pending()
-            return
-        self._flush_pending()
-        self._queue.put(data)
-
-    def _flush_pending(self) -> None:
-        if self._pending:
-            self._queue.put(bytes(self._pending))
-            self._pending.clear()
-
-    def finish(self) -> str:
-        """Hash what is still pending, stop the thread and return the hex digest."""
-        self._flush_pending()
-        self.close()
-        return self._digest.hexdigest()
-
-    def close(self) -> None:
-        """Stop the thread (after it has hashed what is queued); safe to call more than once."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join()
 
 
 class _ProgressReporter:

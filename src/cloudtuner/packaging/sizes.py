@@ -1,7 +1,6 @@
 """Sizes: human-readable formatting and the archive size predicted from a scan (no I/O).
 
-The prediction mirrors the records the archive writer (``archive.py``, Python's ``zipfile``
-writing to a non-seekable stream) produces for each file:
+The prediction mirrors the records the archive writer produces for each file (``zipformat.py``):
 
 * local header: 30 bytes + name, plus a 20-byte ZIP64 field when the file is near 2 GiB;
 * the data: the file itself when stored, at most zlib's deflate bound when compressed;
@@ -15,10 +14,12 @@ otherwise (captions usually shrink by half or more).
 
 from __future__ import annotations
 
-ZIP64_LIMIT = (1 << 31) - 1
-"""Sizes and offsets above this get ZIP64 fields (the threshold Python's zipfile uses)."""
+from cloudtuner.packaging import zipformat
 
-ZIP_FILECOUNT_LIMIT = 0xFFFF
+ZIP64_LIMIT = zipformat.ZIP64_LIMIT
+"""Sizes and offsets above this get ZIP64 fields."""
+
+ZIP_FILECOUNT_LIMIT = zipformat.FILE_COUNT_LIMIT
 """More entries than this need the ZIP64 end records."""
 
 _LOCAL_HEADER_BYTES = 30
@@ -64,7 +65,7 @@ def deflate_bound(size_bytes: int) -> int:
 
 def uses_zip64_header(size_bytes: int) -> bool:
     """Return True when the writer gives a file of this size ZIP64 local fields (>= ~2 GiB)."""
-    return size_bytes * 1.05 > ZIP64_LIMIT
+    return zipformat.uses_local_zip64(size_bytes)
 
 
 def estimate_entry_bytes(name_bytes: int, size_bytes: int, *, compressed: bool) -> int:

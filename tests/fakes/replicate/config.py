@@ -120,6 +120,13 @@ class FakeConfig:
 
     hardware: tuple[tuple[str, str], ...] = DEFAULT_HARDWARE
 
+    hf_endpoint: str | None = None
+    """The (fake) Hugging Face Hub a trainer run pushes to when its inputs name ``hub_model_id``;
+    None skips the push (the fake never contacts the real Hub). Loopback URLs only."""
+
+    delivery_checkpoint_bytes: int = 1024
+    """Size of the checkpoint a trainer run delivers; over 5 MiB it goes to S3 as a multipart upload."""
+
     status_ongoing_incidents: list[dict[str, Any]] = field(default_factory=list)
     """``ongoing_incidents`` of the status summary at ``/api/v1/summary`` (incident.io widget shape)."""
 

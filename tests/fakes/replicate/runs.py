@@ -128,6 +128,11 @@ class Run:
     completed_mono: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     pending_events: set[str] = field(default_factory=set)
+    delivery: str | None = None
+    """``delivering``, ``delivered`` or ``failed`` once the trainer uploads its outputs (``delivery.py``)."""
+    delivered: dict[str, str] = field(default_factory=dict)
+    """Paths uploaded by the delivery, with their SHA-256."""
+    delivery_error: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -253,6 +258,8 @@ class Run:
             "output": self.output,
             "error": self.error,
             "log_lines": len(self.lines),
+            "delivery": self.delivery,
+            "delivered": dict(self.delivered),
             "created_at": iso(self.created_at),
             "script": self.script.to_dict(),
         }

@@ -8,7 +8,8 @@ Usage::
         ...
 
 ``fake.base_url`` ends in ``/v1`` (the value for ``CLOUDTUNER_REPLICATE_API_URL``);
-``fake.root_url`` is the origin for ``replicate.Client(base_url=...)``.
+``fake.root_url`` is the origin for ``replicate.Client(base_url=...)``.  With ``ssl_certfile`` and
+``ssl_keyfile`` (PEM) it serves HTTPS, and both URLs start with ``https://``.
 """
 
 from __future__ import annotations
@@ -99,11 +100,11 @@ def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
-def base_url_for(sock: socket.socket) -> str:
-    """``http://<host>:<port>/v1`` of a bound socket."""
+def base_url_for(sock: socket.socket, scheme: str = "http") -> str:
+    """``<scheme>://<host>:<port>/v1`` of a bound socket."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
+    return f"{scheme}://{shown}:{port}/v1"
 
 
 class FakeReplicate(FakeControl):
@@ -121,10 +122,15 @@ class FakeReplicate(FakeControl):
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "warning",
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise ValueError("HTTPS needs both ssl_certfile and ssl_keyfile")
         self.state = FakeState(config)
         self.app, self.ops = build_app(self.state)
         self._host, self._port, self._log_level = host, port, log_level
+        self._ssl_certfile, self._ssl_keyfile = ssl_certfile, ssl_keyfile
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -137,13 +143,15 @@ class FakeReplicate(FakeControl):
         if self._server is not None:
             raise RuntimeError("fake already started")
         sock = bind_loopback(self._host, self._port)
-        self.state.root = base_url_for(sock)
+        self.state.root = base_url_for(sock, "https" if self._ssl_certfile else "http")
         config = uvicorn.Config(
             self.app,
             log_level=self._log_level,
             lifespan="on",
             timeout_graceful_shutdown=1,
             access_log=False,
+            ssl_certfile=self._ssl_certfile,
+            ssl_keyfile=self._ssl_keyfile,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-replicate", daemon=True)

@@ -33,6 +33,7 @@ from .catalog import (
     trainer_schema,
 )
 from .config import FakeConfig
+from .delivery import deliver, needs_delivery
 from .faults import FaultBook
 from .logs import (
     failure_lines,
@@ -494,9 +495,47 @@ class FakeState:
         run.emit_due_lines(mono)
         if run.script.outcome != "hang" and mono - run.started_mono >= run.processing_seconds:
             if run.script.outcome == "succeed":
-                self._succeed(run, wall, mono)
+                if run.delivery == "failed":
+                    self._fail(run, wall, mono, run.delivery_error or DEFAULT_ERROR)
+                elif not self._delivering(run):
+                    self._succeed(run, wall, mono)
             else:
                 self._fail(run, wall, mono, run.script.error or DEFAULT_ERROR)
+
+    def _delivering(self, run: Run) -> bool:
+        """Start (or continue) a trainer run's upload of its outputs; True while it is under way.
+
+        The upload runs in a thread, outside the lock; the tick after it ends, the run succeeds, or
+        fails with the upload's error (see ``delivery.py``), so that its final webhook is planned in
+        the same tick as the change of status, as for any other run.
+        """
+        if run.delivery == "delivering":
+            return True
+        if run.delivery is not None or not run.trainer:
+            return False
+        if not needs_delivery(run.input, self.config.hf_endpoint):
+            return False
+        run.delivery = "delivering"
+        total = plan_for(run.input, run.script.total_steps or self.config.total_steps).total_steps
+        options = {
+            "total_steps": total,
+            "hf_endpoint": self.config.hf_endpoint,
+            "checkpoint_bytes": self.config.delivery_checkpoint_bytes,
+        }
+        threading.Thread(
+            target=self._deliver, args=(run, self.generation, options), name=f"deliver-{run.id}", daemon=True
+        ).start()
+        return True
+
+    def _deliver(self, run: Run, generation: int, options: dict[str, Any]) -> None:
+        result = deliver(run.id, dict(run.input), **options)
+        with self.lock:
+            if generation != self.generation or run.terminal:
+                return
+            run.append(*result.lines)
+            run.delivered = result.uploaded
+            run.delivery_error = result.error
+            run.delivery = "failed" if result.error is not None else "delivered"
 
     # ----------------------------------------------------------------- introspection
     def record_request(self, record: RequestRecord) -> None:

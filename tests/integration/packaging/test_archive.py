@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import resource
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,6 +24,7 @@ from cloudtuner.packaging import (
     rewrite_dataloader_config,
     scan_datasets,
     summarize_scan,
+    walk,
 )
 from tests.integration.packaging.helpers import (
     create_with_raw_name,
@@ -140,6 +143,60 @@ def test_the_same_files_give_a_byte_identical_archive_and_hash(dataset: Path, ou
     assert files_left_in(out) == ["first.zip", "second.zip"]
 
 
+def test_the_archive_bytes_are_pinned(tmp_path: Path, out: Path) -> None:
+    """Stored members only, so no zlib version is involved: this hash never changes.
+
+    It is the hash the ``zipfile``-based writer gave the same files, so a provider still holding
+    an upload made before keeps matching. A change here breaks upload reuse: update the
+    fingerprint's ``ARCHIVE_FORMAT_VERSION`` with it.
+    """
+    folder = make_files(
+        tmp_path / "golden",
+        {
+            "cat_01.jpg": bytes(range(256)) * 40,
+            "cat_02.png": bytes(range(255, -1, -1)) * 9000,  # spans several stream buffers
+            "nested/caf\u00e9.webp": b"\x00" * 70000,
+            "empty.jpg": b"",
+        },
+    )
+    scan = scan_datasets([local_dataset("golden set", folder)])
+    built = build_archive(scan, out / "golden.zip", durable=False)
+    assert built.sha256 == "79a306d96da11d516b16bdc42808cfca6035c2e93f16c79b8b9398840e944f14"
+    assert built.size_bytes == 2384882 == scan.estimated_archive_bytes
+    assert hash_package(scan) == built.sha256
+
+
+def test_many_files_and_files_larger_than_the_buffers_round_trip(tmp_path: Path, out: Path) -> None:
+    files: dict[str, bytes | str] = {f"img_{index:03d}.jpg": os.urandom(index * 97) for index in range(120)}
+    files |= {f"img_{index:03d}.txt": f"caption {index} " * index for index in range(120)}
+    files["large.png"] = os.urandom(3 * archive.STREAM_BUFFER_BYTES + 12345)
+    files["large.csv"] = "1,2,3\n" * (archive.READ_CHUNK_BYTES // 3)
+    folder = make_files(tmp_path / "many", files)
+    scan = scan_datasets([local_dataset("many", folder)])
+    built = build_archive(scan, out / "many.zip", durable=False)
+    assert built.sha256 == hashlib.sha256((out / "many.zip").read_bytes()).hexdigest() == hash_package(scan)
+    assert built.size_bytes == (out / "many.zip").stat().st_size
+    with zipfile.ZipFile(built.path) as opened:
+        assert opened.testzip() is None
+        assert len(opened.namelist()) == len(files) == built.file_count
+        for name, content in files.items():
+            expected = content.encode() if isinstance(content, str) else content
+            assert opened.read(f"datasets/many/{name}") == expected
+
+
+def test_a_write_failure_midway_is_reported_and_cleaned_up(tmp_path: Path, out: Path) -> None:
+    folder = make_files(tmp_path / "big", {"a.jpg": os.urandom(2 * archive.STREAM_BUFFER_BYTES), "b.jpg": b"b"})
+    scan = scan_datasets([local_dataset("ds", folder)])
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (archive.STREAM_BUFFER_BYTES // 2, limits[1]))  # EFBIG past it
+    try:
+        with pytest.raises(errors.ArchiveWriteError, match="could not be written: File too large"):
+            build_archive(scan, out / "job.zip")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert files_left_in(out) == []
+
+
 def test_touching_files_changes_the_fingerprint_but_not_the_content_hash(dataset: Path, out: Path) -> None:
     config = [local_dataset("ds", dataset)]
     before = _build(config, out / "before.zip")
@@ -252,8 +309,31 @@ def test_a_disk_error_is_reported_and_cleaned_up(dataset: Path, out: Path, monke
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(errors.ArchiveWriteError, match="No space left"):
-        _build([local_dataset("ds", dataset)], out / "job.zip")
+        _build([local_dataset("ds", dataset)], out / "job.zip", durable=True)
     assert files_left_in(out) == []
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+def test_durable_and_ordinary_writes_give_the_same_archive(
+    dataset: Path, out: Path, monkeypatch: pytest.MonkeyPatch, direct_io: bool
+) -> None:
+    monkeypatch.setattr(archive, "DIRECT_IO", direct_io)
+    monkeypatch.setattr(archive, "WRITE_BACK_BYTES", 4096)  # without direct I/O, write-back starts often
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def record_fsync(descriptor: int) -> None:
+        synced.append(descriptor)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    config = [local_dataset("ds", dataset)]
+    durable = _build(config, out / "durable.zip", durable=True)
+    assert len(synced) == 2  # the archive, then its folder (the rename)
+    plain = _build(config, out / "plain.zip")
+    assert len(synced) == 2
+    assert durable.sha256 == plain.sha256
+    assert (out / "durable.zip").read_bytes() == (out / "plain.zip").read_bytes()
 
 
 def test_files_added_after_the_scan_are_refused(dataset: Path, out: Path) -> None:
@@ -291,14 +371,17 @@ def test_a_file_that_grows_while_it_is_read_is_refused(
     folder = make_files(tmp_path / "ds", {"big.jpg": b"b" * (3 * archive.READ_CHUNK_BYTES)})
     scan = scan_datasets([local_dataset("ds", folder)])
     monkeypatch.setattr(archive, "PROGRESS_STEP_BYTES", 1)
+    appended: list[int] = []
 
     def append_once(done: int, total: int) -> None:
-        if done == archive.READ_CHUNK_BYTES:
+        if 0 < done < total and not appended:  # after the first chunk was read, before the rest
+            appended.append(done)
             with (folder / "big.jpg").open("ab") as handle:
                 handle.write(b"more")
 
     with pytest.raises(errors.DatasetChangedError, match=r"big\.jpg in dataset 'ds' changed"):
         build_archive(scan, out / "job.zip", progress=append_once)
+    assert appended
     assert files_left_in(out) == []
 
 
@@ -316,3 +399,20 @@ def test_nothing_to_package(tmp_path: Path) -> None:
         build_archive(scan, tmp_path / "job.zip")
     with pytest.raises(errors.NothingToPackageError):
         hash_package(scan)
+
+
+@pytest.mark.parametrize("size_bytes", [0, 100, archive.PREFETCH_BYTES // 3, 2 * archive.PREFETCH_BYTES])
+def test_read_ahead_keeps_the_order_and_looks_a_bounded_way_ahead(tmp_path: Path, size_bytes: int) -> None:
+    pulled: list[int] = []
+
+    def files() -> Iterator[walk.WalkedFile]:
+        for index in range(300):
+            pulled.append(index)
+            yield walk.WalkedFile((f"f{index}.jpg",), str(tmp_path / f"missing-{index}"), size_bytes, 0, "jpg", 0)
+
+    seen = []
+    for item in archive._read_ahead(files()):
+        index = int(item.relative_parts[0][1:-4])
+        assert len(pulled) - 1 - index <= archive.PREFETCH_FILES  # files looked up ahead of this one
+        seen.append(index)
+    assert seen == list(range(300))

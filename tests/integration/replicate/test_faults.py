@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from cloudtuner.providers.base import CloudJobStatus, RunRequest
 from cloudtuner.providers.replicate import ReplicateProvider
 from tests.fakes.replicate import TRAINER_VERSION, FakeReplicate
 from tests.support.waiting import wait_until
+from tests.unit.replicate.timing import FakeTime
 
 from .conftest import ProviderFactory, run_request
 
@@ -23,13 +25,16 @@ CREATE = "/v1/predictions"
 # --- reads are retried ----------------------------------------------------------------------------
 
 
-async def test_429_with_retry_after_is_waited_for(provider: ReplicateProvider, fake: FakeReplicate) -> None:
+async def test_429_with_retry_after_is_waited_for(make_provider: ProviderFactory, fake: FakeReplicate) -> None:
+    clock = FakeTime(jitter=0.0)
+    provider = make_provider(timing=clock.timing)
     info = await provider.run_job(run_request())
-    fake.throttle_next(2, retry_after=1, method="GET", path="/v1/predictions/*")
-    started = time.monotonic()
+    when = format_datetime(clock.now() + timedelta(seconds=3), usegmt=True)
+    fake.throttle_next(1, retry_after=1, method="GET", path="/v1/predictions/*")
+    fake.throttle_next(1, retry_after=when, method="GET", path="/v1/predictions/*")
     status = await provider.get_job_status(info.provider_job_id)
     assert status.provider_job_id == info.provider_job_id
-    assert time.monotonic() - started >= 2.0
+    assert clock.sleeps == pytest.approx([1.0, 2.0])  # 1 s; then until the date, 2 s later
     gets = fake.requests(method="GET", path=f"/v1/predictions/{info.provider_job_id}")
     assert [r["status"] for r in gets] == [429, 429, 200]
 
@@ -127,6 +132,52 @@ async def test_429_on_create_is_not_retried(provider: ReplicateProvider, fake: F
         await provider.run_job(request)
     assert len(fake.requests(method="POST", path=CREATE)) == 1
     assert await provider.find_job_by_reference(request.job_id) is None
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected_wait"),
+    [("7", 7.0), ("date+20", 20.0), ("3600", 60.0), (None, 0.5)],
+    ids=["seconds", "http-date", "capped", "none"],
+)
+async def test_a_throttled_create_is_sent_again_only_after_retry_after(
+    make_provider: ProviderFactory, fake: FakeReplicate, retry_after: str | None, expected_wait: float
+) -> None:
+    """The fake's 429 switch on the create call: nothing is created; after reconciling, the next
+    create waits as long as Retry-After says (seconds or an HTTP date), at most 60 s by default;
+    without the header, a short backoff."""
+    clock = FakeTime(jitter=0.0)
+    provider = make_provider(timing=clock.timing)
+    if retry_after == "date+20":
+        retry_after = format_datetime(clock.now() + timedelta(seconds=20), usegmt=True)
+    fake.throttle_next(1, retry_after=retry_after, method="POST", path=CREATE)
+    request = run_request()
+    with pytest.raises(ProviderUnavailableError, match="Nothing was created") as caught:
+        await provider.run_job(request)
+    assert f"the next create call waits {expected_wait:g} s" in caught.value.message
+    assert await provider.find_job_by_reference(request.job_id, request) is None
+    assert clock.sleeps == []  # reads are not held back
+
+    info = await provider.run_job(request)
+    assert clock.sleeps == pytest.approx([expected_wait])
+    assert [r["status"] for r in fake.requests(method="POST", path=CREATE)] == [429, 201]
+    (run,) = fake.runs()
+    assert info.provider_job_id == run["id"]
+
+
+async def test_a_throttled_create_holds_back_the_next_job_too(
+    make_provider: ProviderFactory, fake: FakeReplicate
+) -> None:
+    clock = FakeTime(jitter=1.0)
+    provider = make_provider(timing=clock.timing)
+    fake.throttle_next(1, retry_after=10, method="POST", path=CREATE)
+    with pytest.raises(ProviderUnavailableError, match="rate limiting"):
+        await provider.run_job(run_request())
+    clock.advance(4.0)
+    await provider.run_job(run_request())  # another job: Replicate's limit is per account
+    assert clock.sleeps == pytest.approx([7.0])  # 10 s plus 10 % jitter, 4 s of which had passed
+    await provider.run_job(run_request())
+    assert clock.sleeps == pytest.approx([7.0])  # open again after an accepted create
+    assert fake.count_runs() == 2
 
 
 async def test_timeout_on_create(provider: ReplicateProvider, fake: FakeReplicate) -> None:

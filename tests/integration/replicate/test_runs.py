@@ -11,6 +11,7 @@ import pytest
 from cloudtuner.core.errors import ProviderRejectedError
 from cloudtuner.providers.base import CloudJobInfo, CloudJobStatus
 from cloudtuner.providers.replicate import HardwareOverride, ReplicateOptions, ReplicateProvider
+from cloudtuner.settings import Settings
 from tests.fakes.replicate import TRAINER_OLD_VERSION, TRAINER_VERSION, FakeReplicate, stable_version_id
 from tests.support.waiting import wait_until
 
@@ -59,6 +60,41 @@ async def test_versions_are_cached_and_pins_and_hardware_are_honoured(
     ]
     assert len(fake.requests(method="GET", path="/v1/models/simpletuner/advanced-trainer-h100/versions")) == 1
     assert fake.requests(method="GET", path="/v1/models/simpletuner/advanced-trainer/versions") == []
+
+
+async def test_trainer_models_and_pins_from_the_environment(
+    fake: FakeReplicate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CLOUDTUNER_REPLICATE_HARDWARE: a pinned version for the default GPU, a model for an A100 profile."""
+    monkeypatch.setenv(
+        "CLOUDTUNER_REPLICATE_HARDWARE",
+        json.dumps(
+            {
+                "gpu-l40s": {"version": TRAINER_OLD_VERSION},
+                "GPU-A100-Large": {"model": "simpletuner/advanced-trainer-l40s", "price_per_second": 0.002},
+            }
+        ),
+    )
+    settings = Settings(data_dir=tmp_path / "data", replicate_api_url=fake.base_url)
+
+    async def token() -> str:
+        return fake.token
+
+    provider = ReplicateProvider(settings, token, options=OPTIONS)
+    try:
+        await provider.run_job(run_request())
+        info = await provider.run_job(run_request(hardware="gpu-a100-large"))
+        profile = provider.catalog.get("gpu-a100-large")
+        assert (profile.trainer_model, profile.price_per_second) == ("simpletuner/advanced-trainer-l40s", 0.002)
+    finally:
+        await provider.aclose()
+    versions = [r["json"]["version"] for r in fake.requests(method="POST", path="/v1/predictions")]
+    l40s = stable_version_id("simpletuner/advanced-trainer-l40s:1")
+    assert versions == [
+        f"simpletuner/advanced-trainer:{TRAINER_OLD_VERSION}",
+        f"simpletuner/advanced-trainer-l40s:{l40s}",
+    ]
+    assert info.hardware == "gpu-a100-large"
 
 
 async def test_unknown_or_unavailable_hardware_is_refused(provider: ReplicateProvider, fake: FakeReplicate) -> None:

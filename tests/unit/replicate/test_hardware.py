@@ -11,6 +11,8 @@ from cloudtuner.providers.replicate.hardware import (
     HardwareCatalog,
     HardwareOverride,
 )
+from cloudtuner.providers.replicate.provider import overrides_from_settings
+from cloudtuner.settings import Settings
 
 
 def test_table_prices_and_trainers() -> None:
@@ -75,3 +77,33 @@ def test_override_or_default_for_unknown_hardware() -> None:
         HardwareCatalog(overrides={"gpu-x": HardwareOverride(model="a/b")})
     with pytest.raises(ConfigurationError):
         HardwareCatalog(default="gpu-x")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"gpu-tpu": {"version": "x"}},
+            "CLOUDTUNER_REPLICATE_HARDWARE names unknown hardware 'gpu-tpu'; known: gpu-l40s",
+        ),
+        ({"gpu-l40s": {"modle": "a/b"}}, "CLOUDTUNER_REPLICATE_HARDWARE, 'gpu-l40s': Unknown .* key.*modle"),
+        ({"gpu-h100": {"model": "no-owner"}}, "CLOUDTUNER_REPLICATE_HARDWARE, 'gpu-h100': .*'owner/name'"),
+        ({"gpu-h100": {"price_per_second": -1}}, "non-negative"),
+    ],
+)
+def test_overrides_from_settings_say_what_is_wrong(data: dict[str, dict[str, object]], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        overrides_from_settings(Settings(replicate_hardware=data))
+
+
+def test_overrides_from_settings() -> None:
+    overrides = overrides_from_settings(
+        Settings(replicate_hardware={" GPU-H100 ": {"version": "v1"}, "gpu-a100-large": {"model": "me/trainer"}})
+    )
+    assert overrides == {
+        "gpu-h100": HardwareOverride(version="v1"),
+        "gpu-a100-large": HardwareOverride(model="me/trainer"),
+    }
+    catalog = HardwareCatalog(overrides=overrides)
+    assert catalog.get("gpu-h100").trainer_version == "v1"
+    assert catalog.get("gpu-a100-large").available

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cloudtuner.providers.base import RunRequest
+from cloudtuner.providers.base import DeliveryTarget, HubDelivery, RunRequest, S3Delivery
 from cloudtuner.providers.replicate.inputs import (
     TRAINER_INPUTS,
     WEBHOOK_EVENTS,
@@ -59,14 +59,14 @@ def test_run_name_precedence() -> None:
     assert "tracker_run_name" not in config and config["--tracker_run_name"] == "plain"
 
 
-def test_archive_url_and_publishing() -> None:
+def test_archive_url_and_legacy_publishing() -> None:
+    # Settings stored before publishing was checked and sealed (no "destination"): read as they are.
     publishing = {
         "hub_model_id": " user/my-lora ",
         "hf_token": "hf_abc",
         "push_to_hub": True,
         "s3_bucket": "bucket",
         "s3_secret_key": "sk",
-        "destination": "huggingface",
         "something_else": 1,
     }
     run_input = build_input(request(publishing=publishing), images_url="https://api.test/v1/files/f1")
@@ -75,6 +75,28 @@ def test_archive_url_and_publishing() -> None:
     assert run_input["hf_token"] == "hf_abc"
     assert run_input["s3_bucket"] == "bucket" and run_input["s3_secret_key"] == "sk"
     assert set(run_input) <= TRAINER_INPUTS
+
+
+def test_sealed_publishing_sends_only_the_delivery() -> None:
+    sealed = {"destination": "huggingface", "hub_model_id": "user/my-lora", "private": False, "sealed": {"x": "y"}}
+    assert set(build_input(request(publishing=sealed), images_url=None)) == {"config_json", "dataloader_json"}
+    hub = DeliveryTarget("huggingface", hub=HubDelivery("user/my-lora", token="hf_abc", private=False))
+    run_input = build_input(request(publishing=sealed, delivery=hub), images_url=None)
+    assert (run_input["hub_model_id"], run_input["hf_token"]) == ("user/my-lora", "hf_abc")
+    assert json.loads(run_input["config_json"])["--model_card_private"] is False
+    s3 = S3Delivery("models", "flux/" + JOB, "http://127.0.0.1:9000", "us-east-1", "AK", "SK")
+    run_input = build_input(request(delivery=DeliveryTarget("s3", s3=s3)), images_url=None)
+    assert {k: v for k, v in run_input.items() if k.startswith("s3_")} == {
+        "s3_bucket": "models",
+        "s3_base_path": "flux/" + JOB,
+        "s3_endpoint_url": "http://127.0.0.1:9000",
+        "s3_region": "us-east-1",
+        "s3_access_key": "AK",
+        "s3_secret_key": "SK",
+    }
+    assert "--model_card_private" not in json.loads(run_input["config_json"])
+    assert set(run_input) <= TRAINER_INPUTS
+    assert "SK" not in repr(s3) and "hf_abc" not in repr(hub)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ Public pieces: :class:`ReplicateProvider` (the provider), :class:`ReplicateOptio
 (signature verification and payload mapping, pure).
 """
 
-from cloudtuner.providers.replicate.client import RetryPolicy, Timeouts
+from cloudtuner.providers.replicate.client import CreateThrottle, RetryPolicy, Timeouts, Timing
 from cloudtuner.providers.replicate.hardware import (
     DEFAULT_HARDWARE,
     DEFAULT_PROFILES,
@@ -19,6 +19,7 @@ from cloudtuner.providers.replicate.provider import ReplicateProvider
 __all__ = [
     "DEFAULT_HARDWARE",
     "DEFAULT_PROFILES",
+    "CreateThrottle",
     "HardwareCatalog",
     "HardwareOverride",
     "HardwareProfile",
@@ -26,5 +27,6 @@ __all__ = [
     "ReplicateProvider",
     "RetryPolicy",
     "Timeouts",
+    "Timing",
     "TrainerVersion",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cloudtuner.providers.base import RunRequest
+from cloudtuner.providers.base import DeliveryTarget, RunRequest
 from cloudtuner.providers.replicate.mapping import RUN_NAME_KEYS, run_name_for
 
 TRAINER_INPUTS = frozenset(
@@ -77,9 +77,21 @@ def effective_run_name(request: RunRequest) -> str:
     return run_name_for(request.job_id)
 
 
+def publishing_arguments(publishing: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the trainer arguments a job's stored publishing settings add to its config.
+
+    A Hub delivery sets ``--model_card_private`` (the repository's visibility; the trainer has no
+    input for it). Derived from the stored settings only, so every attempt sends the same text.
+    """
+    if publishing and publishing.get("destination") == "huggingface":
+        return {"--model_card_private": bool(publishing.get("private", True))}
+    return {}
+
+
 def config_text(request: RunRequest) -> str:
     """Return the ``config_json`` text sent for ``request`` (deterministic; see the module docstring)."""
     config = {key: value for key, value in request.config.items() if key not in RUN_NAME_KEYS}
+    config.update(publishing_arguments(request.publishing))
     config["--tracker_run_name"] = effective_run_name(request)
     return canonical_json(config)
 
@@ -89,14 +101,38 @@ def dataloader_text(request: RunRequest) -> str:
     return canonical_json(request.dataloader_config)
 
 
+def delivery_inputs(delivery: DeliveryTarget) -> dict[str, Any]:
+    """Return the trainer inputs for a run's delivery: ``hub_model_id`` and ``hf_token`` for the Hub;
+    the ``s3_*`` inputs for S3 and for local download (the server's built-in endpoint)."""
+    inputs: dict[str, Any] = {}
+    if delivery.hub is not None:
+        inputs["hub_model_id"] = delivery.hub.repo_id
+        if delivery.hub.token:
+            inputs["hf_token"] = delivery.hub.token
+    if delivery.s3 is not None:
+        target = delivery.s3
+        values = {
+            "s3_bucket": target.bucket,
+            "s3_base_path": target.prefix,
+            "s3_endpoint_url": target.endpoint_url,
+            "s3_region": target.region,
+            "s3_access_key": target.access_key_id,
+            "s3_secret_key": target.secret_access_key,
+            "s3_public_base_url": target.public_base_url,
+        }
+        inputs.update({key: value for key, value in values.items() if value})
+    return inputs
+
+
 def publishing_inputs(publishing: dict[str, Any] | None, default_hf_token: str | None) -> dict[str, Any]:
-    """Return the trainer inputs for where the model goes.
+    """Return the trainer inputs for where the model goes, from settings stored before publishing
+    was checked and sealed (no ``destination`` key); newer jobs are delivered by ``request.delivery``.
 
     Hub: ``hub_model_id`` (and ``hf_token``: the publishing settings' own, else
     ``default_hf_token``) unless ``push_to_hub`` is false. S3: the ``s3_*`` keys that are set.
     Other keys of ``publishing`` are not trainer inputs and are not sent.
     """
-    if not publishing:
+    if not publishing or "destination" in publishing:
         return {}
     inputs: dict[str, Any] = {}
     hub_model_id = publishing.get("hub_model_id")
@@ -121,7 +157,10 @@ def build_input(request: RunRequest, *, images_url: str | None, default_hf_token
     }
     if images_url:
         run_input["images"] = images_url
-    run_input.update(publishing_inputs(request.publishing, default_hf_token))
+    if request.delivery is not None:
+        run_input.update(delivery_inputs(request.delivery))
+    else:
+        run_input.update(publishing_inputs(request.publishing, default_hf_token))
     unknown = set(run_input) - TRAINER_INPUTS
     if unknown:  # pragma: no cover - a programming error, caught by the unit tests
         raise AssertionError(f"not trainer inputs: {sorted(unknown)}")

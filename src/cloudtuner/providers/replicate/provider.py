@@ -8,6 +8,8 @@ read from the prediction; the mapping is shared with webhook payloads (:mod:`.ma
 **Creating a run is never repeated blindly.** ``run_job`` sends the create call once. A timeout,
 a dropped connection, a 429 or a 5xx on that call raise ``ProviderUnavailableError``: the run may
 exist, and the scheduler asks :meth:`ReplicateProvider.find_job_by_reference` before sending again.
+After a 429 (Replicate's rate limit; nothing was created) the next create call of any job waits
+for the ``Retry-After`` it gave, at most ``ReplicateOptions.create_throttle.max_wait_seconds``.
 
 **What find_job_by_reference guarantees** (see :mod:`.reconcile` for the rules):
 
@@ -22,6 +24,9 @@ exist, and the scheduler asks :meth:`ReplicateProvider.find_job_by_reference` be
   time, else the job id's own creation time, less a minute of clock skew) was read and none could
   be the job's. If one might be but cannot be told apart (no expected text known, or its input
   removed), or the list could not be read far enough, ``ProviderUnavailableError`` is raised.
+  So it is, in the process that sent it, while a create call that got no reply (a read timeout, a
+  dropped connection) is younger than ``ReplicateOptions.create_settle_seconds``: Replicate may
+  still be making that run, as when it answers a slow create after the client gave up.
 * Two identical submissions (same config, same user-chosen run name, no webhook) whose creates
   both lost their reply are interchangeable: each finds one of the two runs, never both the same
   one within a process.
@@ -37,7 +42,7 @@ from urllib.parse import quote
 import httpx
 
 from cloudtuner.core.clock import Clock, SystemClock
-from cloudtuner.core.errors import ProviderRejectedError, ProviderUnavailableError
+from cloudtuner.core.errors import ConfigurationError, ProviderRejectedError, ProviderUnavailableError
 from cloudtuner.providers.base import (
     CloudJobInfo,
     CloudJobStatus,
@@ -47,8 +52,20 @@ from cloudtuner.providers.base import (
     WebhookEvent,
 )
 from cloudtuner.providers.replicate.catalog import SigningSecret, TrainerVersions
-from cloudtuner.providers.replicate.client import NOT_R8_NOTE, ReplicateHTTP, decode_json
-from cloudtuner.providers.replicate.hardware import HardwareCatalog, HardwareOverride, HardwareProfile
+from cloudtuner.providers.replicate.client import (
+    NOT_R8_NOTE,
+    OUTCOME_UNKNOWN,
+    ReplicateHTTP,
+    Timing,
+    decode_json,
+    tls_verification,
+)
+from cloudtuner.providers.replicate.hardware import (
+    DEFAULT_PROFILES,
+    HardwareCatalog,
+    HardwareOverride,
+    HardwareProfile,
+)
 from cloudtuner.providers.replicate.inputs import build_body, config_text
 from cloudtuner.providers.replicate.mapping import prediction_to_info, reference_of
 from cloudtuner.providers.replicate.options import ReplicateOptions, TrainerVersion
@@ -85,13 +102,24 @@ class ReplicateProvider(CloudTrainerService):
         hardware_overrides: Mapping[str, HardwareOverride] | None = None,
         options: ReplicateOptions | None = None,
         clock: Clock | None = None,
+        timing: Timing | None = None,
     ) -> None:
         """Build the provider. ``token_source`` is awaited on every call for the current token.
 
+        From ``settings``: the API URL, the CA bundle, the timeouts (unless ``options`` is given,
+        which then wins) and the hardware overrides (unless ``hardware_overrides`` is given).
+        Proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
+        ``NO_PROXY``) unless ``transport`` is given. ``timing`` replaces waits, monotonic time and
+        jitter (tests); its ``now`` defaults to ``clock``.
+
         Raises:
-            ConfigurationError: an override or the default hardware names an unknown profile.
+            ConfigurationError: an override or the default hardware names an unknown profile, an
+                override is malformed, the CA bundle is unusable, or a proxy in the environment
+                cannot be used. Each message says what to fix.
         """
-        self.options = options or ReplicateOptions()
+        self.options = options or ReplicateOptions.from_settings(settings)
+        if hardware_overrides is None:
+            hardware_overrides = overrides_from_settings(settings)
         self.catalog = HardwareCatalog(overrides=hardware_overrides, default=self.options.default_hardware)
         self._settings = settings
         self._clock: Clock = clock or SystemClock()
@@ -101,6 +129,9 @@ class ReplicateProvider(CloudTrainerService):
             transport=transport,
             timeouts=self.options.timeouts,
             retry=self.options.retry,
+            create_throttle=self.options.create_throttle,
+            verify=tls_verification(settings.replicate_ca_bundle),
+            timing=timing or Timing(now=self._clock.now),
         )
         self._book = AttemptBook()
         self._versions = TrainerVersions(
@@ -119,7 +150,8 @@ class ReplicateProvider(CloudTrainerService):
 
     @property
     def capabilities(self) -> ProviderCapabilities:
-        """Return cost tracking, live logs, webhooks, cancel and dataset uploads up to 100 MiB."""
+        """Return cost tracking, live logs, webhooks, cancel, dataset uploads up to 100 MiB, and delivery
+        to the Hub or S3 (the trainer's inputs); its runs reach this server only at its public URL."""
         return ProviderCapabilities(
             cost_tracking=True,
             live_logs=True,
@@ -128,6 +160,8 @@ class ReplicateProvider(CloudTrainerService):
             uploads_datasets=True,
             max_upload_bytes=self.options.max_upload_bytes,
             dataset_extract_root=DATASET_EXTRACT_ROOT,
+            publishes_to=frozenset({"huggingface", "s3"}),
+            reaches_server=False,
         )
 
     @property
@@ -232,14 +266,20 @@ class ReplicateProvider(CloudTrainerService):
         images_url = await self._images_url(request, started)
         hf_token = self._settings.hf_token.get_secret_value() if self._settings.hf_token else None
         body = build_body(request, version_ref=version_ref, images_url=images_url, default_hf_token=hf_token)
-        response = await self._http.request(
-            "POST",
-            "predictions",
-            retry=False,
-            json_body=body,
-            read_timeout=self.options.create_timeout_seconds,
-            action="create the training run",
-        )
+        try:
+            response = await self._http.request(
+                "POST",
+                "predictions",
+                retry=False,
+                creates=True,
+                json_body=body,
+                read_timeout=self.options.create_timeout_seconds,
+                action="create the training run",
+            )
+        except ProviderUnavailableError as exc:
+            if exc.context.get("create_outcome") == OUTCOME_UNKNOWN:
+                self._book.unsettled(request.job_id, self._http.timing.monotonic() + self.options.create_settle_seconds)
+            raise
         assert response is not None
         reply = decode_json(response, "create the training run")
         if not isinstance(reply, dict) or not isinstance(reply.get("id"), str):
@@ -306,6 +346,13 @@ class ReplicateProvider(CloudTrainerService):
                 f"Replicate holds {len(search.unknown)} trainer run(s) created since job {job_id} was dispatched "
                 "that cannot be matched to a job; cannot tell whether one of them is this job's."
             )
+        if attempt is not None and attempt.settles_at is not None:
+            remaining = attempt.settles_at - self._http.timing.monotonic()
+            if remaining > 0:
+                raise ProviderUnavailableError(
+                    f"The call that created job {job_id}'s run got no reply, and Replicate may still be making "
+                    f"the run; whether it has one can be told in {remaining:.0f} s."
+                )
         return None
 
     async def get_job_status(self, provider_job_id: str) -> CloudJobInfo:
@@ -395,6 +442,27 @@ class ReplicateProvider(CloudTrainerService):
         run_input = prediction.get("input")
         text = run_input.get("config_json") if isinstance(run_input, dict) else None
         return self._book.pending_job_for(text) if isinstance(text, str) else None
+
+
+def overrides_from_settings(settings: Settings) -> dict[str, HardwareOverride]:
+    """Return the hardware overrides of ``CLOUDTUNER_REPLICATE_HARDWARE`` (SKU -> override).
+
+    Raises:
+        ConfigurationError: an override is malformed; the message names the variable and the SKU.
+    """
+    known = [profile.sku for profile in DEFAULT_PROFILES]
+    overrides: dict[str, HardwareOverride] = {}
+    for sku, data in settings.replicate_hardware.items():
+        name = sku.strip().lower()
+        if name not in known:
+            raise ConfigurationError(
+                f"CLOUDTUNER_REPLICATE_HARDWARE names unknown hardware {sku!r}; known: {', '.join(known)}."
+            )
+        try:
+            overrides[name] = HardwareOverride.from_dict(data)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"CLOUDTUNER_REPLICATE_HARDWARE, {sku!r}: {exc.message}") from None
+    return overrides
 
 
 def _prediction_path(prediction_id: str) -> str:

@@ -64,6 +64,9 @@ class Attempt:
     not_before: datetime
     prediction_id: str | None = None
     recorded: float = field(default_factory=time.monotonic)
+    settles_at: float | None = None
+    """When the create call got no reply: the (provider's monotonic) time until which Replicate may
+    still be making the run, so that finding none proves nothing."""
 
 
 class AttemptBook:
@@ -95,6 +98,12 @@ class AttemptBook:
             self._attempts.move_to_end(job_id)
         self._owners[prediction_id] = job_id
         self._trim()
+
+    def unsettled(self, job_id: str, until: float) -> None:
+        """Record that ``job_id``'s create call got no reply: its run may appear until ``until``."""
+        attempt = self._attempts.get(job_id)
+        if attempt is not None:
+            attempt.settles_at = until
 
     def get(self, job_id: str) -> Attempt | None:
         """Return the latest attempt for ``job_id``, if this process made one recently."""
