@@ -23,6 +23,7 @@ from cloudtuner.storage.credentials import (
     new_secret_access_key,
 )
 from cloudtuner.storage.errors import S3Error
+from cloudtuner.storage.events import ObjectRemoved, ObjectWritten, StorageObserver
 from cloudtuner.storage.handler import S3Handler
 from cloudtuner.storage.layout import ObjectAttributes, ObjectInfo
 from cloudtuner.storage.messages import (
@@ -31,6 +32,7 @@ from cloudtuner.storage.messages import (
     S3Headers,
     S3Request,
     S3Response,
+    carries_s3_signature,
 )
 from cloudtuner.storage.objects import BucketInfo, FilesystemObjectStore
 
@@ -43,12 +45,16 @@ __all__ = [
     "InMemoryCredentialResolver",
     "ObjectAttributes",
     "ObjectInfo",
+    "ObjectRemoved",
+    "ObjectWritten",
     "S3Credential",
     "S3Error",
     "S3Handler",
     "S3Headers",
     "S3Request",
     "S3Response",
+    "StorageObserver",
+    "carries_s3_signature",
     "new_access_key_id",
     "new_secret_access_key",
 ]

@@ -228,6 +228,7 @@ async def delete_objects(ctx: OperationContext) -> S3Response:
         except errors.S3Error as error:
             results.append(("Error", [("Key", key.text), ("Code", error.code), ("Message", error.message)]))
             continue
+        await ctx.notify_removed(ctx.bucket_name, key.text)
         if not quiet:
             results.append(("Deleted", [("Key", key.text)]))
     return xml_response(xmlio.render("DeleteResult", results))

@@ -6,6 +6,7 @@ An operation is ``async def op(ctx: OperationContext) -> S3Response``; it may ra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 from cloudtuner.storage import errors
 from cloudtuner.storage.credentials import S3Credential
+from cloudtuner.storage.events import ObjectRemoved, ObjectWritten, StorageObserver
 from cloudtuner.storage.layout import ObjectAttributes, ObjectInfo
 from cloudtuner.storage.messages import S3Headers, S3Request, S3Response
 from cloudtuner.storage.objects import FilesystemObjectStore
@@ -22,6 +24,8 @@ XML_CONTENT_TYPE = "application/xml"
 MAX_USER_METADATA = 2 * 1024
 _STORED_HEADERS = ("content-encoding", "content-disposition", "content-language", "cache-control", "expires")
 OWNER_ID = "cloudtuner"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class OperationContext:
     verified: VerifiedRequest
     store: FilesystemObjectStore
     request_id: str
+    observer: StorageObserver | None = None
 
     @property
     def headers(self) -> S3Headers:
@@ -62,6 +67,28 @@ class OperationContext:
         """Raise AccessDenied unless the credential may use object ``key`` of ``bucket``."""
         if not self.credential.allows_key(bucket, key):
             raise errors.AccessDenied(f"This access key may not use {bucket}/{key}.")
+
+    def tracks(self, bucket: str, key: str) -> bool:
+        """Return whether the observer wants to hear about writes of ``key`` (see ``storage.events``)."""
+        return self.observer is not None and self.observer.tracks(bucket, key)
+
+    async def notify_written(self, info: ObjectInfo, sha256: bytes | None = None) -> None:
+        """Tell the observer that ``info`` was published, if it tracks the key; never raises for it."""
+        if self.observer is None or not self.observer.tracks(info.bucket, info.key):
+            return
+        try:
+            await self.observer.object_written(ObjectWritten(self.credential, info, sha256.hex() if sha256 else None))
+        except Exception:
+            logger.exception("S3 %s/%s was stored, but recording it failed", info.bucket, info.key)
+
+    async def notify_removed(self, bucket: str, key: str) -> None:
+        """Tell the observer that ``key`` was deleted, if it tracks it; never raises for it."""
+        if self.observer is None or not self.observer.tracks(bucket, key):
+            return
+        try:
+            await self.observer.object_removed(ObjectRemoved(self.credential, bucket, key))
+        except Exception:
+            logger.exception("S3 %s/%s was deleted, but recording it failed", bucket, key)
 
 
 def xml_response(body: bytes, status: int = 200, headers: list[tuple[str, str]] | None = None) -> S3Response:

@@ -1,7 +1,8 @@
 """Streaming between async byte streams and files, with the disk work in worker threads.
 
 Uploads go to a :class:`TempFile` in batches of about :data:`WRITE_BATCH` bytes; each batch is
-hashed and written in a worker thread while the event loop receives the next one. Downloads read
+hashed and written (one ``writev`` of the chunks as received, never joined into a copy) in a
+worker thread while the event loop receives the next one. Downloads read
 the file with ``os.pread`` in a worker thread, one chunk ahead of the one being sent. Neither ever
 holds more than a couple of batches in memory, and the event loop never waits on the disk.
 """
@@ -15,12 +16,41 @@ import tempfile
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from cloudtuner.storage import errors
 from cloudtuner.storage.checksums import DigestSet
 
-WRITE_BATCH = 1024 * 1024
-READ_CHUNK = 1024 * 1024
+WRITE_BATCH = 512 * 1024
+READ_CHUNK = 512 * 1024
+_IOV_MAX = 512
+
+
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 128 * 1024
+_released = False
+
+
+def return_large_buffers_to_the_os() -> bool:
+    """Have glibc serve every allocation of 128 KiB or more with its own mapping, unmapped when freed.
+
+    By default glibc raises that threshold after the first large buffer is freed, and from then on
+    keeps freed 1 MiB transfer buffers in per-thread heaps: a server that moved a few objects in
+    parallel stays tens of MiB larger for good. A fixed threshold keeps its memory flat. Process-wide
+    and done once; returns whether it took effect (False on other C libraries).
+    """
+    global _released  # noqa: PLW0603 - a process-wide setting, applied once
+    if _released:
+        return True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _released = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        _released = False
+    return _released
 
 
 class TempFile:
@@ -37,23 +67,37 @@ class TempFile:
         self.digests = DigestSet(algorithms)
         self._fd: int | None = fd
         self._lock = threading.Lock()
+        self._keep = False
 
     def write(self, data: bytes) -> None:
         """Hash and append ``data``; raise InternalError if the file was already closed."""
+        self.write_chunks([data])
+
+    def write_chunks(self, chunks: list[bytes]) -> None:
+        """Hash and append ``chunks`` in order, with one ``writev`` where it can (no joined copy).
+
+        Raise InternalError if the file was already closed.
+        """
         with self._lock:
             if self._fd is None:
                 raise errors.InternalError("The upload was discarded.")
-            self.digests.update(data)
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            for chunk in chunks:
+                self.digests.update(chunk)
+            views = [memoryview(chunk) for chunk in chunks if chunk]
+            while views:
+                written = os.writev(self._fd, views[:_IOV_MAX])
+                while views and written >= len(views[0]):
+                    written -= len(views[0])
+                    views.pop(0)
+                if views and written:
+                    views[0] = views[0][written:]
 
-    def append_file(self, path: Path, size: int) -> None:
-        """Append the first ``size`` bytes of the file at ``path`` (in the kernel where possible)."""
+    def append_file(self, path: Path, size: int, offset: int = 0) -> None:
+        """Append ``size`` bytes of the file at ``path`` from ``offset`` (in the kernel where possible)."""
         with self._lock, path.open("rb") as source:
             if self._fd is None:
                 raise errors.InternalError("The upload was discarded.")
+            source.seek(offset)
             remaining = size
             while remaining > 0:
                 try:
@@ -86,15 +130,100 @@ class TempFile:
                 os.close(fd)
 
     def discard(self) -> None:
-        """Close and remove the file; harmless when already renamed away or discarded."""
+        """Close and remove the file (an adopted one is kept); harmless when already renamed away."""
         with self._lock:
             if self._fd is not None:
                 fd, self._fd = self._fd, None
                 os.close(fd)
-            self.path.unlink(missing_ok=True)
+            if not self._keep:
+                self.path.unlink(missing_ok=True)
+
+    @classmethod
+    def adopt(cls, path: Path) -> TempFile:
+        """Wrap an existing, complete file to publish it as it is (no digests; ``discard`` closes it
+        without removing it, so that a failed publish leaves it where it was)."""
+        adopted = cls.__new__(cls)
+        adopted.path = path
+        adopted.digests = DigestSet(())
+        adopted._fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        adopted._lock = threading.Lock()
+        adopted._keep = True
+        return adopted
 
 
-async def pump(body: AsyncIterator[bytes], sink: TempFile, batch: int = WRITE_BATCH) -> None:
+class SlotWriter:
+    """Writes one multipart part straight into its slot of a shared assembly file (``pwrite`` at
+    ``offset``), hashing it as :class:`TempFile` does; at most ``limit`` bytes fit in the slot.
+
+    The assembly file is never truncated or removed by a writer; :meth:`discard` only closes it.
+    """
+
+    def __init__(self, path: Path, offset: int, limit: int, algorithms: Iterable[str]) -> None:
+        """Open (creating if needed) the assembly file at ``path`` for the slot at ``offset``."""
+        self.path = path
+        self.digests = DigestSet(algorithms)
+        self._offset = offset
+        self._limit = limit
+        self._written = 0
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        self._lock = threading.Lock()
+
+    def write_chunks(self, chunks: list[bytes]) -> None:
+        """Hash and write ``chunks`` at the slot's next position; raise if they overflow the slot."""
+        with self._lock:
+            if self._fd is None:
+                raise errors.InternalError("The upload was discarded.")
+            size = sum(len(chunk) for chunk in chunks)
+            if self._written + size > self._limit:
+                raise errors.IncompleteBody("The body is longer than its declared length.")
+            for chunk in chunks:
+                self.digests.update(chunk)
+            views = [memoryview(chunk) for chunk in chunks if chunk]
+            position = self._offset + self._written
+            while views:
+                written = os.pwritev(self._fd, views[:_IOV_MAX], position)
+                position += written
+                while views and written >= len(views[0]):
+                    written -= len(views[0])
+                    views.pop(0)
+                if views and written:
+                    views[0] = views[0][written:]
+            self._written += size
+
+    @property
+    def size(self) -> int:
+        """Bytes written to the slot so far."""
+        return self._written
+
+    def finish(self, fsync: bool) -> None:
+        """Close the assembly file (after ``fsync`` if asked)."""
+        with self._lock:
+            if self._fd is None:
+                raise errors.InternalError("The upload was discarded.")
+            fd, self._fd = self._fd, None
+            try:
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def discard(self) -> None:
+        """Close the assembly file; the slot's bytes stay (no record points at them)."""
+        with self._lock:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+
+
+class ChunkSink(Protocol):
+    """Where :func:`pump` writes: a :class:`TempFile` or a :class:`SlotWriter`."""
+
+    def write_chunks(self, chunks: list[bytes]) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+async def pump(body: AsyncIterator[bytes], sink: ChunkSink, batch: int = WRITE_BATCH) -> None:
     """Copy ``body`` into ``sink``, writing batch *n* in a thread while batch *n+1* is received.
 
     On any error (the body's own S3 errors included) the error propagates after the write in flight
@@ -110,16 +239,15 @@ async def pump(body: AsyncIterator[bytes], sink: TempFile, batch: int = WRITE_BA
             parts.append(chunk)
             size += len(chunk)
             if size >= batch:
-                data = parts[0] if len(parts) == 1 else b"".join(parts)
-                parts, size = [], 0
+                data, parts, size = parts, [], 0
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(asyncio.to_thread(sink.write, data))
+                pending = asyncio.ensure_future(asyncio.to_thread(sink.write_chunks, data))
         if pending is not None:
             await pending
             pending = None
         if parts:
-            await asyncio.to_thread(sink.write, b"".join(parts))
+            await asyncio.to_thread(sink.write_chunks, parts)
     finally:
         if pending is not None:
             await _settle(pending)
@@ -134,7 +262,7 @@ async def _settle(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-async def discard(sink: TempFile) -> None:
+async def discard(sink: ChunkSink) -> None:
     """Discard ``sink`` in a thread, also when the calling task is being cancelled."""
     task = asyncio.ensure_future(asyncio.to_thread(sink.discard))
     await _settle(task)

@@ -24,6 +24,7 @@ from cloudtuner.core.clock import Clock
 from cloudtuner.storage import bucket_ops, errors, keys, multipart_ops, object_ops, sigv4, xmlio
 from cloudtuner.storage.context import XML_CONTENT_TYPE, OperationContext
 from cloudtuner.storage.credentials import CredentialResolver
+from cloudtuner.storage.events import StorageObserver
 from cloudtuner.storage.messages import ClientDisconnected, S3Request, S3Response
 from cloudtuner.storage.objects import FilesystemObjectStore
 
@@ -55,6 +56,7 @@ class S3Handler:
         max_skew: timedelta = sigv4.DEFAULT_MAX_SKEW,
         trust_forwarded_host: bool = False,
         allow_sigv2: bool = True,
+        observer: StorageObserver | None = None,
     ) -> None:
         """Build the handler.
 
@@ -62,8 +64,10 @@ class S3Handler:
         request's time and now (S3: 15 minutes); ``trust_forwarded_host`` also accepts signatures
         over ``X-Forwarded-Host``; ``allow_sigv2`` accepts Signature Version 2 as well, as boto3
         presigns with it by default (see :class:`~cloudtuner.storage.sigv4.SigV4Verifier`).
+        ``observer`` hears about writes and deletions of the keys it tracks (``storage.events``).
         """
         self.store = store
+        self.observer = observer
         self._verifier = sigv4.SigV4Verifier(
             credentials,
             clock=clock,
@@ -111,7 +115,7 @@ class S3Handler:
             keys.validate_bucket_name(bucket)
         if key is not None:
             keys.validate_key(key)
-        context = OperationContext(request, query, bucket, key, verified, self.store, request_id)
+        context = OperationContext(request, query, bucket, key, verified, self.store, request_id, self.observer)
         if bucket is not None and key is not None:
             context.require_key_access(bucket, key)
         operation = route(request.method.upper(), bucket, key, query, request.headers.names())

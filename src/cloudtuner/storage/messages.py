@@ -66,6 +66,22 @@ class S3Headers:
         return f"S3Headers({shown!r})"
 
 
+_PRESIGN_MARKERS = ("X-Amz-Signature=", "X-Amz-Credential=", "AWSAccessKeyId=")
+
+
+def carries_s3_signature(headers: S3Headers, raw_query: str) -> bool:
+    """Return whether a request is signed the way S3 clients sign (so it is meant for the endpoint).
+
+    True for an ``Authorization`` header of SigV4 (``AWS4-HMAC-SHA256 ...``) or SigV2 (``AWS ...``),
+    and for presigned query parameters of either. Nothing is verified here: a route table uses it
+    to tell S3 requests from the server's own JSON API under the same path.
+    """
+    authorization = headers.get("authorization")
+    if authorization is not None and authorization.startswith(("AWS4-", "AWS ")):
+        return True
+    return any(piece.startswith(_PRESIGN_MARKERS) for piece in raw_query.split("&"))
+
+
 async def empty_body() -> AsyncIterator[bytes]:
     """An empty request body."""
     return

@@ -1,11 +1,26 @@
 """Multipart uploads: create, upload part, complete, abort, list parts.
 
 Each upload in progress is a folder ``.cloudtuner-s3/uploads/<upload id>/`` holding
-``upload.json`` (bucket, key, attributes) and one ``NNNNN.part`` data file plus ``NNNNN.json``
-record per part. Completing concatenates the parts (``copy_file_range``, in the kernel) into a temp
-file that is published like any object; the ETag is S3's: the MD5 of the parts' binary MD5s, then
-``-<number of parts>``. Completing or aborting first renames the upload's folder, so two concurrent
-requests cannot both act on one upload, and an aborted upload leaves nothing behind.
+``upload.json`` (bucket, key, attributes) and a ``NNNNN.json`` record per part. Completing or
+aborting first renames the upload's folder, so two concurrent requests cannot both act on one
+upload, and an aborted upload leaves nothing behind. The ETag is S3's: the MD5 of the parts'
+binary MD5s, then ``-<number of parts>``.
+
+Where a part's bytes go:
+
+- **Its slot of ``assembly.bin``** when the request declares its length and that length is the
+  upload's *stride* (the first declared length of at least the minimum part size, fixed in
+  ``stride.json``): part N is written at offset ``(N-1) * stride``, as clients that cut an object
+  into equal parts (boto3, the aws CLI) send them. A ``NNNNN.slot`` marker, created exclusively,
+  gives the slot to one writer; a part number whose slot is taken (a re-upload, or two uploads of
+  it at once) goes to its own file instead, so a recorded part's bytes are never overwritten.
+- **Its own file** ``NNNNN.part`` otherwise.
+
+Completing parts 1..n whose first n-1 sit in their slots (and with no slotted part beyond n, and
+no slot still being written) publishes ``assembly.bin`` itself, after writing the last part into
+its slot if it had its own file and truncating the file to the object's size: no copy of the
+object. Any other list of parts is concatenated (``copy_file_range``, in the kernel) into a new
+file from wherever each part is.
 
 Errors: NoSuchUpload (unknown id, or one of another bucket/key), InvalidPart, InvalidPartOrder,
 EntityTooSmall, MalformedXML (empty part list), InvalidArgument (part number out of 1..10000).
@@ -31,6 +46,8 @@ from cloudtuner.storage.layout import ObjectAttributes, ObjectInfo
 
 MAX_PART_NUMBER = 10_000
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+ASSEMBLY = "assembly.bin"
+STRIDE = "stride.json"
 
 PartVerifier = Callable[[Mapping[str, bytes]], Mapping[str, str]]
 Publisher = Callable[[diskio.TempFile, ObjectInfo], ObjectInfo]
@@ -45,6 +62,8 @@ class PartInfo:
     size: int
     last_modified: datetime
     checksums: Mapping[str, str] = field(default_factory=dict)
+    offset: int | None = None
+    """Where the part's bytes start in ``assembly.bin``; None when they are in ``NNNNN.part``."""
 
 
 @dataclass(frozen=True)
@@ -160,11 +179,14 @@ class MultipartUploads:
         *,
         algorithms: Iterable[str] = (),
         verify: PartVerifier | None = None,
+        declared_size: int | None = None,
     ) -> PartInfo:
         """Stream ``body`` into part ``part_number`` (replacing an earlier one with that number).
 
-        Raise InvalidArgument for a part number outside 1..10000, NoSuchUpload, or what ``verify``
-        raises; on any error the part is not recorded.
+        ``declared_size`` is the body's length as the request declares it: with it, the part can
+        go straight to its slot of the object being assembled (see the module docstring). Raise
+        InvalidArgument for a part number outside 1..10000, NoSuchUpload, IncompleteBody, or what
+        ``verify`` raises; on any error the part is not recorded.
         """
         if not 1 <= part_number <= MAX_PART_NUMBER:
             raise errors.InvalidArgument(
@@ -174,6 +196,9 @@ class MultipartUploads:
             )
         folder = self._folder(upload_id)
         await asyncio.to_thread(self._load, bucket, key, upload_id)
+        slot = await asyncio.to_thread(self._claim_slot, folder, upload_id, part_number, declared_size)
+        if slot is not None:
+            return await self._upload_to_slot(folder, upload_id, part_number, body, slot, algorithms, verify)
         sink = await asyncio.to_thread(diskio.TempFile, self._layout.tmp, {"md5", *algorithms}, "part-")
         try:
             await diskio.pump(body, sink)
@@ -184,6 +209,82 @@ class MultipartUploads:
             )
         except BaseException:
             await diskio.discard(sink)
+            raise
+
+    def _stride(self, folder: Path, declared: int) -> int | None:
+        """Return the upload's stride, fixing it to ``declared`` if none is set yet."""
+        path = folder / STRIDE
+        record = layout.read_json(path)
+        if record is None:
+            tmp = folder / f"stride-{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                tmp.write_text(f'{{"stride": {declared}}}')
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                return None  # completed or aborted meanwhile
+            finally:
+                tmp.unlink(missing_ok=True)
+            record = layout.read_json(path)
+        stride = record.get("stride") if record else None
+        return stride if isinstance(stride, int) else None
+
+    def _claim_slot(
+        self, folder: Path, upload_id: str, part_number: int, declared: int | None
+    ) -> tuple[int, int] | None:
+        """Return ``(offset, size)`` of the part's slot in ``assembly.bin`` if this writer may use it."""
+        if declared is None or declared < max(self._min_part_size, 1):
+            return None
+        if self._stride(folder, declared) != declared:
+            return None
+        try:
+            os.close(os.open(folder / f"{part_number:05d}.slot", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return None
+        except FileNotFoundError:
+            raise errors.NoSuchUpload(UploadId=upload_id) from None
+        return (part_number - 1) * declared, declared
+
+    async def _upload_to_slot(
+        self,
+        folder: Path,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterator[bytes],
+        slot: tuple[int, int],
+        algorithms: Iterable[str],
+        verify: PartVerifier | None,
+    ) -> PartInfo:
+        offset, size = slot
+        marker = folder / f"{part_number:05d}.slot"
+        writer: diskio.SlotWriter | None = None
+        try:
+            try:
+                writer = await asyncio.to_thread(
+                    diskio.SlotWriter, folder / ASSEMBLY, offset, size, {"md5", *algorithms}
+                )
+            except FileNotFoundError:
+                raise errors.NoSuchUpload(UploadId=upload_id) from None
+            await diskio.pump(body, writer)
+            if writer.size != size:
+                raise errors.IncompleteBody()
+            digests = writer.digests.digests()
+            recorded = dict(verify(digests)) if verify is not None else {}
+            await asyncio.to_thread(writer.finish, self._fsync)
+            etag = digests["md5"].hex()
+            record = {"etag": etag, "size": size, "checksums": recorded, "offset": offset}
+            try:
+                await asyncio.to_thread(
+                    layout.write_json_atomic, folder / f"{part_number:05d}.json", record, self._layout.tmp
+                )
+            except FileNotFoundError:
+                raise errors.NoSuchUpload(UploadId=upload_id) from None
+            return PartInfo(part_number, etag, size, datetime.now(UTC), recorded, offset)
+        except BaseException:
+            if writer is not None:
+                await diskio.discard(writer)
+            await asyncio.to_thread(marker.unlink, missing_ok=True)
             raise
 
     def _store_part(
@@ -227,6 +328,16 @@ class MultipartUploads:
                 continue
             number = int(name[:-5])
             record = layout.read_json(folder / name)
+            if record is not None and isinstance(record.get("offset"), int):
+                parts[number] = PartInfo(
+                    number,
+                    str(record["etag"]),
+                    int(record["size"]),
+                    datetime.fromtimestamp((folder / name).stat().st_mtime, tz=UTC),
+                    {str(k): str(v) for k, v in (record.get("checksums") or {}).items()},
+                    int(record["offset"]),
+                )
+                continue
             try:
                 stat = (folder / f"{number:05d}.part").stat()
             except FileNotFoundError:
@@ -290,9 +401,15 @@ class MultipartUploads:
         claimed = self._claim(upload_id, "completing")
         sink: diskio.TempFile | None = None
         try:
-            sink = diskio.TempFile(self._layout.tmp, (), "complete-")
-            for part in chosen:
-                sink.append_file(claimed / f"{part.part_number:05d}.part", part.size)
+            if self._assembled_in_place(claimed, chosen):
+                sink = self._finish_assembly(claimed, chosen)
+            else:
+                sink = diskio.TempFile(self._layout.tmp, (), "complete-")
+                for part in chosen:
+                    if part.offset is not None:
+                        sink.append_file(claimed / ASSEMBLY, part.size, part.offset)
+                    else:
+                        sink.append_file(claimed / f"{part.part_number:05d}.part", part.size)
             md5s = b"".join(bytes.fromhex(part.etag) for part in chosen)
             etag = f"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"
             info = ObjectInfo(
@@ -315,6 +432,37 @@ class MultipartUploads:
             raise
         shutil.rmtree(claimed, ignore_errors=True)
         return published
+
+    def _assembled_in_place(self, claimed: Path, chosen: list[PartInfo]) -> bool:
+        """Whether ``assembly.bin`` of a claimed upload can become the object without a copy."""
+        count = len(chosen)
+        if any(part.part_number != index for index, part in enumerate(chosen, start=1)):
+            return False
+        if any(part.offset is None for part in chosen[:-1]) or not (claimed / ASSEMBLY).exists():
+            return False
+        slotted = {number for number, part in self._parts(claimed).items() if part.offset is not None}
+        if any(number > count for number in slotted):
+            return False  # bytes another Complete with more parts could still need
+        markers = {int(name[:5]) for name in os.listdir(claimed) if name.endswith(".slot") and name[:5].isdigit()}
+        return markers <= slotted  # a slot still being written would land in the published object
+
+    def _finish_assembly(self, claimed: Path, chosen: list[PartInfo]) -> diskio.TempFile:
+        """Complete ``assembly.bin`` in place (the last part into its slot, then the exact size)."""
+        assembly = claimed / ASSEMBLY
+        last = chosen[-1]
+        start = (last.part_number - 1) * chosen[0].size if len(chosen) > 1 else 0
+        if last.offset is None or last.offset != start:
+            with (claimed / f"{last.part_number:05d}.part").open("rb") as source, assembly.open("r+b") as target:
+                copied = 0
+                while copied < last.size:
+                    done = os.copy_file_range(
+                        source.fileno(), target.fileno(), last.size - copied, copied, start + copied
+                    )
+                    if done <= 0:
+                        raise errors.InternalError(f"Part {last.part_number} is shorter than recorded.")
+                    copied += done
+        os.truncate(assembly, start + last.size)
+        return diskio.TempFile.adopt(assembly)
 
     def _check_parts(self, stored: dict[int, PartInfo], requested: list[CompletedPart]) -> list[PartInfo]:
         if not requested:

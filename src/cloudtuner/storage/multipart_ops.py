@@ -64,6 +64,7 @@ async def upload_part(ctx: OperationContext) -> S3Response:
         payload.stream,
         algorithms=payload.algorithms,
         verify=payload_verifier(payload),
+        declared_size=payload.declared_size,
     )
     return empty_response(200, [("ETag", quote_etag(part.etag)), *checksum_headers(part.checksums)])
 
@@ -86,6 +87,7 @@ async def complete_multipart_upload(ctx: OperationContext) -> S3Response:
         }
         parts.append(CompletedPart(int(number), etag.strip('"'), sums))
     info = await ctx.store.multipart.complete(ctx.bucket_name, ctx.object_key, ctx.query["uploadId"], parts)
+    await ctx.notify_written(info)
     children: list[xmlio.Node | None] = [
         ("Location", _location(ctx)),
         ("Bucket", info.bucket),

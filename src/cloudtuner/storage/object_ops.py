@@ -54,15 +54,27 @@ async def put_object(ctx: OperationContext) -> S3Response:
     if ctx.headers.get("if-match") is not None:
         raise errors.NotImplementedOperation("Conditional writes with If-Match are not supported.")
     payload = RequestPayload(ctx.request, ctx.verified)
+    algorithms = payload.algorithms
+    seen: dict[str, bytes] = {}
+    check = payload_verifier(payload)
+    if ctx.tracks(ctx.bucket_name, ctx.object_key):
+        # The observer records the object's SHA-256: compute it on the way to disk.
+        algorithms = algorithms | {"sha256"}
+
+    def verify(digests: Mapping[str, bytes]) -> Mapping[str, str]:
+        seen.update(digests)
+        return check(digests)
+
     info = await ctx.store.put_object(
         ctx.bucket_name,
         ctx.object_key,
         payload.stream,
-        algorithms=payload.algorithms,
-        verify=payload_verifier(payload),
+        algorithms=algorithms,
+        verify=verify,
         attributes=attributes_from_headers(ctx.headers),
         if_none_match=if_none_match is not None,
     )
+    await ctx.notify_written(info, seen.get("sha256"))
     return empty_response(200, [("ETag", quote_etag(info.etag)), *checksum_headers(info.checksums)])
 
 
@@ -121,6 +133,7 @@ async def delete_object(ctx: OperationContext) -> S3Response:
     if ctx.query.get("versionId", "null") != "null":
         raise errors.NotImplementedOperation("Object versions are not supported.")
     await ctx.store.delete_object(ctx.bucket_name, ctx.object_key)
+    await ctx.notify_removed(ctx.bucket_name, ctx.object_key)
     return empty_response(204)
 
 
@@ -162,6 +175,7 @@ async def copy_object(ctx: OperationContext) -> S3Response:
         info = await ctx.store.put_object(ctx.bucket_name, ctx.object_key, stream, attributes=attributes)
     finally:
         await stream.aclose()
+    await ctx.notify_written(info)
     body = xmlio.render(
         "CopyObjectResult",
         [("LastModified", xmlio.timestamp(info.last_modified)), ("ETag", quote_etag(info.etag))],

@@ -15,6 +15,7 @@ PreconditionFailed, and whatever the ``verify`` callback of a write raises.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import time
@@ -64,6 +65,13 @@ class OpenObject:
         size = self.info.size - start if length is None else length
         return diskio.FileStream(fd, start, size)
 
+    def detach(self) -> int:
+        """Return the open descriptor, which the caller now owns and must close."""
+        if self._fd is None:
+            raise errors.InternalError("The object was already streamed or closed.")
+        fd, self._fd = self._fd, None
+        return fd
+
     async def aclose(self) -> None:
         """Close the descriptor if it was not handed to a stream."""
         if self._fd is not None:
@@ -86,7 +94,13 @@ class FilesystemObjectStore:
         fsync: bool = False,
         min_part_size: int = DEFAULT_MIN_PART_SIZE,
     ) -> None:
-        """Open (and create if needed) the store at ``root``."""
+        """Open (and create if needed) the store at ``root``.
+
+        Also makes this process return freed transfer buffers to the OS at once
+        (:func:`~cloudtuner.storage.diskio.return_large_buffers_to_the_os`), so that its memory
+        stays flat however many objects it moves.
+        """
+        diskio.return_large_buffers_to_the_os()
         self.layout = layout.StoreLayout(Path(root).absolute())
         self._fsync = fsync
         self.multipart = MultipartUploads(
@@ -282,6 +296,53 @@ class FilesystemObjectStore:
         path.unlink(missing_ok=True)
         self.layout.sidecar_path(bucket, key).unlink(missing_ok=True)
         layout.prune_empty_dirs(path.parent, folder)
+
+    async def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix`` (a folder, ending in '/'); return how many.
+
+        Raise NoSuchBucket, or InvalidObjectKey for a prefix that is not a folder of valid keys.
+        """
+        return await asyncio.to_thread(self._delete_prefix, bucket, prefix)
+
+    def _delete_prefix(self, bucket: str, prefix: str) -> int:
+        folder = self._require_bucket(bucket)
+        if not prefix.endswith("/"):
+            raise errors.InvalidObjectKey("Only a folder (a prefix ending in '/') can be deleted whole.")
+        top = self.layout.object_path(bucket, prefix.rstrip("/"))
+        if not top.is_dir() or top.is_symlink():
+            return 0
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(top):
+            for name in filenames:
+                path = Path(dirpath) / name
+                key = path.relative_to(folder).as_posix()
+                path.unlink(missing_ok=True)
+                self.layout.sidecar_path(bucket, key).unlink(missing_ok=True)
+                removed += 1
+        shutil.rmtree(top, ignore_errors=True)
+        layout.prune_empty_dirs(top.parent, folder)
+        return removed
+
+    async def sha256_of(self, bucket: str, key: str) -> tuple[ObjectInfo, str]:
+        """Return the object's metadata and the SHA-256 (hex) of its data, read in a worker thread.
+
+        Both describe the same file (the one opened), even if the key is overwritten meanwhile.
+        Raise NoSuchBucket or NoSuchKey.
+        """
+        return await asyncio.to_thread(self._sha256_of, bucket, key)
+
+    def _sha256_of(self, bucket: str, key: str) -> tuple[ObjectInfo, str]:
+        opened = self._open_object(bucket, key)
+        fd = opened.detach()
+        try:
+            digest = hashlib.sha256()
+            offset = 0
+            while chunk := os.pread(fd, diskio.READ_CHUNK, offset):
+                digest.update(chunk)
+                offset += len(chunk)
+        finally:
+            os.close(fd)
+        return opened.info, digest.hexdigest()
 
     async def list_objects(
         self,

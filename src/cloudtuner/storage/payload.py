@@ -32,6 +32,8 @@ class RequestPayload:
         self._payload_sha256 = None if mode == sigv4.UNSIGNED_PAYLOAD or mode in sigv4.STREAMING_MODES else mode
         self._decoder: AwsChunkedDecoder | None = None
         self.stream: AsyncIterator[bytes]
+        self.declared_size: int | None = None
+        """The body's length as the request declares it (the decoded length of an aws-chunked body)."""
         if mode in sigv4.STREAMING_MODES:
             if verified.signing is None and mode != sigv4.STREAMING_UNSIGNED_PAYLOAD_TRAILER:
                 raise errors.InvalidRequest("Signed aws-chunked bodies need a Signature Version 4 request.")
@@ -42,8 +44,12 @@ class RequestPayload:
                 decoded_length=_decoded_length(headers.get("x-amz-decoded-content-length")),
             )
             self.stream = aiter(self._decoder)
+            self.declared_size = _decoded_length(headers.get("x-amz-decoded-content-length"))
         else:
             self.stream = request.body
+            length = headers.get("content-length")
+            if length is not None and length.strip().isdigit() and headers.get("transfer-encoding") is None:
+                self.declared_size = int(length)
 
         md5 = headers.get("content-md5")
         self._content_md5 = checksums.decode_content_md5(md5) if md5 is not None else None
