@@ -1,0 +1,139 @@
+"""The queue: order by priority and age, limits on busy jobs, aging, positions, the API."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from cloudtuner.core.states import ACTIVE_STATES
+from cloudtuner.db.tables import JobRow
+from cloudtuner.scheduler.loops import Scheduler
+from cloudtuner.services import queue
+from tests.fakes.scripted_provider import ScriptedProvider
+from tests.integration.conftest import RunningApp, inline_job, make_settings, start_app
+
+SUBMIT = "/api/cloud/jobs/submit?provider=scripted"
+HANG = inline_job(**{"--scripted_outcome": "hang"})
+
+
+async def submit(app: RunningApp, body: dict[str, object] | None = None) -> str:
+    response = await app.client.post(SUBMIT, json=body or HANG)
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+async def set_limits(app: RunningApp, **limits: object) -> None:
+    response = await app.client.put("/api/queue/limits", json=limits)
+    assert response.status_code == 200, response.text
+
+
+async def busy_count(app: RunningApp) -> int:
+    async with app.ctx.db.read() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(JobRow).where(JobRow.status.in_([s.value for s in ACTIVE_STATES]))
+        )
+    return int(count or 0)
+
+
+async def test_higher_priority_starts_first_then_oldest(manual: RunningApp) -> None:
+    first, second, urgent = [await submit(manual) for _ in range(3)]
+    response = await manual.client.put(f"/api/queue/{urgent}/priority", json={"priority": 5})
+    assert response.status_code == 200, response.text
+    assert response.json()["position"] == 1
+    reply = (await manual.client.get("/api/queue")).json()
+    assert [job["job_id"] for job in reply["jobs"]] == [urgent, first, second]
+    assert reply["depth"] == 3 and reply["running"] == 0
+    position = (await manual.client.get(f"/api/queue/{second}/position")).json()
+    assert position["position"] == 3
+
+
+async def test_global_limit_caps_busy_jobs_and_a_finished_job_frees_a_slot(manual: RunningApp) -> None:
+    await set_limits(manual, max_concurrent=2)
+    job_ids = [await submit(manual) for _ in range(5)]
+    scheduler = Scheduler(manual.ctx, owner="one")
+    for _ in range(3):
+        await scheduler.run_dispatch_once()
+        await scheduler.drain()
+    assert await busy_count(manual) == 2
+    assert (await manual.client.post(f"/api/cloud/jobs/{job_ids[0]}/cancel")).status_code == 200
+    await scheduler.run_dispatch_once()
+    await scheduler.drain()
+    assert await busy_count(manual) == 2
+    reply = (await manual.client.get("/api/queue")).json()
+    assert reply["depth"] == 2 and reply["limits"]["max_concurrent"] == 2
+
+
+async def test_provider_and_user_limits(manual: RunningApp) -> None:
+    await set_limits(manual, provider_limits={"scripted": 1}, max_concurrent_per_user=3)
+    for _ in range(4):
+        await submit(manual)
+    scheduler = Scheduler(manual.ctx, owner="one")
+    await scheduler.run_dispatch_once()
+    await scheduler.drain()
+    assert await busy_count(manual) == 1
+    await set_limits(manual, provider_limits=None)
+    await scheduler.run_dispatch_once()
+    await scheduler.drain()
+    assert await busy_count(manual) == 3
+
+
+async def test_two_dispatchers_never_exceed_the_limit(tmp_path: Path, database_url: str) -> None:
+    provider = ScriptedProvider()
+    settings = make_settings(tmp_path, database_url, scheduler_enabled=False)
+    second_settings = make_settings(tmp_path / "b", database_url, scheduler_enabled=False)
+    async with start_app(settings, provider) as first, start_app(second_settings, provider) as second:
+        await set_limits(first, max_concurrent=3)
+        for _ in range(12):
+            await submit(first)
+        schedulers = [Scheduler(first.ctx, owner="one"), Scheduler(second.ctx, owner="two")]
+        for _ in range(4):
+            await asyncio.gather(*(s.run_dispatch_once() for s in schedulers))
+            await asyncio.gather(*(s.drain() for s in schedulers))
+        assert await busy_count(first) == 3
+        assert provider.run_job_calls == 3
+
+
+async def test_waiting_jobs_gain_priority_and_are_not_starved(manual: RunningApp) -> None:
+    old = await submit(manual)
+    await set_limits(manual, aging_seconds=60)
+    async with manual.ctx.db.transaction() as session:
+        await session.execute(
+            update(JobRow).where(JobRow.id == old).values(created_at=manual.ctx.clock.now() - timedelta(minutes=10))
+        )
+    urgent = await submit(manual)
+    response = await manual.client.put(f"/api/queue/{urgent}/priority", json={"priority": 5})
+    assert response.status_code == 200
+    reply = (await manual.client.get("/api/queue")).json()
+    # Ten minutes at one step a minute outweigh a priority of 5.
+    assert [job["job_id"] for job in reply["jobs"]] == [old, urgent]
+    assert reply["jobs"][0]["effective_priority"] >= 10
+    claimed = await queue.claim_next(manual.ctx, "one", limit=1)
+    assert [job_id for job_id, _ in claimed] == [old]
+
+
+async def test_queued_jobs_per_user_limit_refuses_with_429(manual: RunningApp) -> None:
+    await set_limits(manual, max_queued_per_user=2)
+    await submit(manual)
+    await submit(manual)
+    response = await manual.client.post(SUBMIT, json=HANG)
+    assert response.status_code == 429
+    assert response.json()["code"] == "queue_full"
+    assert "2" in response.json()["detail"]
+
+
+async def test_bad_requests(manual: RunningApp) -> None:
+    assert (await manual.client.put("/api/queue/limits", json={})).status_code == 400
+    assert (await manual.client.put("/api/queue/limits", json={"max_concurrent": 0})).status_code == 422
+    assert (await manual.client.put("/api/queue/limits", json={"provider_limits": {"x": 0}})).status_code == 400
+    assert (await manual.client.get("/api/queue/01ARZ3NDEKTSV4RRFFQ69G5FAV/position")).status_code == 404
+    job_id = await submit(manual)
+    scheduler = Scheduler(manual.ctx, owner="one")
+    await scheduler.run_dispatch_once()
+    await scheduler.drain()
+    response = await manual.client.get(f"/api/queue/{job_id}/position")
+    assert response.status_code == 400
+    assert "not waiting in the queue" in response.json()["detail"]
