@@ -171,7 +171,9 @@ def test_seed_rest_workflow(database_url: str | None, server: ServerProcess) -> 
 
     # Delete the finished job; it is gone afterwards.
     deleted = curl("-X", "DELETE", f"{base}/api/cloud/jobs/{job_id}")
-    assert deleted == {"success": True, "job_id": job_id, "deleted": True}, deleted
+    assert deleted == {
+        "success": True, "job_id": job_id, "deleted": True, "artifacts_deleted": 0, "artifacts_kept": 0,
+    }, deleted  # fmt: skip
     missing = curl(f"{base}/api/cloud/jobs/{job_id}")
     assert missing["code"] == "job_not_found", missing
     assert job_id not in [j["job_id"] for j in curl(f"{base}/api/cloud/jobs?limit=10")["jobs"]]

@@ -14,6 +14,8 @@ from cloudtuner.db.tables import Base
 
 TABLES = {
     "jobs",
+    "workers",
+    "worker_assignments",
     "job_events",
     "job_logs",
     "saved_configs",
@@ -21,6 +23,16 @@ TABLES = {
     "settings_documents",
     "secrets",
     "webhook_receipts",
+    "storage_credentials",
+    "users",
+    "user_sessions",
+    "api_keys",
+    "login_throttle",
+    "audit_log",
+    "audit_state",
+    "spending_scopes",
+    "artifacts",
+    "job_deliveries",
 }
 
 
@@ -35,7 +47,7 @@ async def test_up_down_up(database_url: str) -> None:
     try:
         assert await migrate.current_revision(db) is None
         await migrate.upgrade(db)
-        assert await migrate.current_revision(db) == "0003"
+        assert await migrate.current_revision(db) == "0008"
         assert await table_names(db) == TABLES
         await migrate.upgrade(db)  # a second start finds nothing to do
         await migrate.downgrade(db, "base")
@@ -69,7 +81,7 @@ async def test_concurrent_starts_migrate_once(database_url: str) -> None:
     databases = [Database(database_url) for _ in range(3)]
     try:
         await asyncio.gather(*(migrate.upgrade(db) for db in databases))
-        assert await migrate.current_revision(databases[0]) == "0003"
+        assert await migrate.current_revision(databases[0]) == "0008"
     finally:
         for db in databases:
             await db.dispose()

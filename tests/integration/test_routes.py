@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 
-from cloudtuner.api.deps import PUBLIC_ROUTES, requires
+from cloudtuner.api.deps import PUBLIC_ROUTES, WORKER_ROUTES, requires
 from tests.integration.conftest import RunningApp
 
 SEED_ENDPOINTS = {
@@ -62,7 +62,7 @@ async def test_every_route_declares_a_permission(running: RunningApp) -> None:
     routes = all_routes(running.app)
     assert {route.path for route in routes} >= {path for _method, path in SEED_ENDPOINTS}
     for route in routes:
-        if route.path in PUBLIC_ROUTES:
+        if route.path in PUBLIC_ROUTES | WORKER_ROUTES:
             continue
         guards = [call for call in dependency_calls(route) if isinstance(call, requires)]
         assert guards, f"{route.methods} {route.path} declares no permission"
@@ -81,3 +81,73 @@ async def test_openapi_documents_every_operation(running: RunningApp) -> None:
         if name.startswith(("HTTPValidationError", "ValidationError")):
             continue
         assert component.get("description"), f"schema {name} has no description"
+
+
+# --- deny by default (multi-user mode) ----------------------------------------------------------
+
+
+def concrete_path(path: str) -> str:
+    """Return a route path with each {parameter} filled in."""
+    import re
+
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+def guarded_routes(app: Any) -> list[tuple[str, APIRoute]]:
+    """Every (method, route) outside PUBLIC_ROUTES."""
+    return [
+        (method, route)
+        for route in all_routes(app)
+        if route.path not in PUBLIC_ROUTES | WORKER_ROUTES
+        for method in sorted(route.methods or ())
+        if method != "HEAD"
+    ]
+
+
+async def test_multi_user_mode_refuses_anonymous_callers_everywhere(running: RunningApp) -> None:
+    from cloudtuner.services import users
+
+    await users.create_user(running.ctx, "admin", "correct horse battery staple", "admin")
+    checked = 0
+    for method, route in guarded_routes(running.app):
+        reply = await running.client.request(method, concrete_path(route.path))
+        assert reply.status_code == 401, f"{method} {route.path} answered {reply.status_code} to an anonymous caller"
+        assert reply.json()["code"] == "authentication_required", f"{method} {route.path}: {reply.text}"
+        checked += 1
+    assert checked >= 30
+    # The public list is short and each entry is there for a reason.
+    assert "/api/auth/login" in PUBLIC_ROUTES
+    assert not [path for path in PUBLIC_ROUTES if path.startswith(("/api/cloud/jobs", "/api/users", "/api/audit"))]
+    # The worker protocol answers 401 to anyone without a worker token.
+    for path in sorted(WORKER_ROUTES):
+        route = next(r for r in all_routes(running.app) if r.path == path)
+        for method in sorted(route.methods or ()):
+            reply = await running.client.request(method, concrete_path(path), json={})
+            assert reply.status_code == 401, f"{method} {path} answered {reply.status_code} without a worker token"
+
+
+async def test_each_permissions_routes_refuse_keys_that_lack_it(running: RunningApp) -> None:
+    from cloudtuner.core.permissions import ALL_PERMISSIONS, Principal
+    from cloudtuner.schemas.auth import CreateApiKeyRequest
+    from cloudtuner.services import api_keys, users
+
+    admin = await users.create_user(running.ctx, "admin", "correct horse battery staple", "admin")
+    owner = Principal(id=admin.id, name=admin.username, permissions=ALL_PERMISSIONS)
+    keys: dict[frozenset[Any], str] = {}
+    checked = 0
+    for method, route in guarded_routes(running.app):
+        guard = next(call for call in dependency_calls(route) if isinstance(call, requires))
+        if not guard.permissions:
+            continue  # signed_in(): any signed-in caller (who am I, log out)
+        lacking = frozenset(ALL_PERMISSIONS - set(guard.permissions))
+        if lacking not in keys:
+            request = CreateApiKeyRequest(name="lacking", scoped_permissions=sorted(p.value for p in lacking))
+            keys[lacking] = (await api_keys.create_api_key(running.ctx, owner, request)).key
+        reply = await running.client.request(
+            method, concrete_path(route.path), headers={"Authorization": f"Bearer {keys[lacking]}"}
+        )
+        needed = " or ".join(p.value for p in guard.permissions)
+        assert reply.status_code == 403, f"{method} {route.path} let in a key without {needed}: {reply.status_code}"
+        assert reply.json()["code"] == "permission_denied", reply.text
+        checked += 1
+    assert checked >= 30

@@ -169,7 +169,11 @@ async def test_two_schedulers_on_one_database_run_each_job_once(tmp_path: Path, 
     second_settings = make_settings(tmp_path / "b", database_url, scheduler_enabled=False)
     async with start_app(settings, provider) as first, start_app(second_settings, provider) as second:
         job_ids = [await submit(first, inline_job(**{"--scripted_outcome": "hang"})) for _ in range(24)]
-        schedulers = [Scheduler(first.ctx, owner="one"), Scheduler(second.ctx, owner="two")]
+        # Each takes at most 8 jobs a round, so both get some.
+        schedulers = [
+            Scheduler(first.ctx, owner="one", max_concurrent_calls=8),
+            Scheduler(second.ctx, owner="two", max_concurrent_calls=8),
+        ]
         claims = {"one": 0, "two": 0}
         for _ in range(20):
             # Both claim before either finishes: their claims overlap in time.

@@ -147,7 +147,7 @@ async def test_cloud_and_provider_settings(running: RunningApp) -> None:
     unknown = await client.put("/api/cloud/providers/nope", json=ips)
     assert (unknown.status_code, unknown.json()["code"]) == (400, "unknown_provider")
     listed = (await client.get("/api/cloud/providers")).json()["providers"]
-    assert [p["provider"] for p in listed] == ["replicate", "scripted"]
+    assert [p["provider"] for p in listed] == ["local", "replicate", "scripted", "worker"]
 
 
 async def test_tokens_are_stored_encrypted_and_never_shown(running: RunningApp) -> None:

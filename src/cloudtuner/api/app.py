@@ -13,12 +13,19 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from cloudtuner import __version__
+from cloudtuner.api.audit_middleware import AuditMiddleware
 from cloudtuner.api.errors import install_error_handlers
-from cloudtuner.api.routes import configs, health, jobs, webhooks
+from cloudtuner.api.routes import artifacts as artifact_routes
+from cloudtuner.api.routes import audit as audit_routes
+from cloudtuner.api.routes import auth as auth_routes
+from cloudtuner.api.routes import configs, events, health, jobs, storage, ui, webhooks, worker_protocol
+from cloudtuner.api.routes import metrics as metrics_routes
 from cloudtuner.api.routes import providers as provider_routes
+from cloudtuner.api.routes import queue as queue_routes
+from cloudtuner.api.routes import users as user_routes
 from cloudtuner.core.clock import Clock, SystemClock
 from cloudtuner.core.errors import ConfigurationError
 from cloudtuner.db import migrate
@@ -26,11 +33,14 @@ from cloudtuner.db.engine import Database
 from cloudtuner.providers.base import CloudTrainerService
 from cloudtuner.providers.registry import ProviderRegistry, load_plugin
 from cloudtuner.providers.replicate import ReplicateProvider
+from cloudtuner.providers.worker import WorkerProvider
 from cloudtuner.scheduler.loops import Scheduler
 from cloudtuner.services.config_history import ConfigHistory
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.provider_admin import provider_token
 from cloudtuner.services.secrets import SecretBox, SecretStore
+from cloudtuner.services.storage_endpoint import StorageEndpoint
+from cloudtuner.services.users import has_admin
 from cloudtuner.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +53,11 @@ def builtin_providers(settings: Settings, secrets: SecretStore) -> list[CloudTra
 
     Replicate reads its token on every call: the one saved on this server, else REPLICATE_API_TOKEN.
     """
-    return [ReplicateProvider(settings, functools.partial(provider_token, settings, secrets, "replicate"))]
+    return [
+        ReplicateProvider(settings, functools.partial(provider_token, settings, secrets, "replicate")),
+        WorkerProvider("worker"),
+        WorkerProvider("local"),
+    ]
 
 
 def build_registry(
@@ -58,18 +72,28 @@ def build_registry(
     return registry
 
 
-def check_startable(settings: Settings) -> None:
-    """Refuse settings the server must not start with.
+async def check_startable(settings: Settings, db: Database) -> None:
+    """Refuse to serve a non-loopback address while no admin exists.
+
+    Runs before migrations: a store without the users table (new, or from before users) has no
+    admin, and is left untouched by a server that refuses to start.
 
     Raises:
         ConfigurationError: the server would be reachable from other machines with no sign-in.
     """
-    if not settings.binds_loopback_only:
-        raise ConfigurationError(
-            f"Refusing to listen on {settings.host}: with no users set up, anyone who can reach this "
-            "address could spend your provider credits. Bind to 127.0.0.1 (the default), or put an "
-            "authenticating reverse proxy in front of a loopback-bound server."
-        )
+    if settings.binds_loopback_only:
+        return
+    try:
+        if await has_admin(db):
+            return
+    except SQLAlchemyError:
+        pass  # no users table yet
+    raise ConfigurationError(
+        f"Refusing to listen on {settings.host}: no admin user exists, so anyone who can reach this "
+        "address could spend your provider credits. Create one on this machine first with "
+        f"`cloudtuner admin create USERNAME --password-stdin --data-dir {settings.data_dir}` (with the same "
+        "CLOUDTUNER_DATABASE_URL, if set), or bind to 127.0.0.1 (the default)."
+    )
 
 
 def create_app(
@@ -81,9 +105,9 @@ def create_app(
     """Return the cloudtuner app for ``settings``; ``providers`` are added to the built-in ones.
 
     Raises:
-        ConfigurationError: the settings are unsafe, or a provider plugin cannot be loaded.
+        ConfigurationError: a provider plugin cannot be loaded. (A non-loopback address with no
+            admin is refused when the app starts: see :func:`check_startable`.)
     """
-    check_startable(settings)
     clock = clock or SystemClock()
     db = Database(settings.resolved_database_url)
     secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
@@ -98,6 +122,7 @@ def create_app(
         clock=clock,
     )
     scheduler = Scheduler(ctx)
+    storage_endpoint = StorageEndpoint(ctx)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +132,9 @@ def create_app(
             # other way (tests, app_from_environment) migrates here. At the newest revision,
             # upgrade() is one SELECT.
             if not getattr(app.state, "store_prepared", False):
+                await check_startable(settings, db)
                 await migrate.upgrade(db)
+            await storage_endpoint.open()
             if settings.scheduler_enabled:
                 scheduler.start()
             log.info(
@@ -137,16 +164,26 @@ def create_app(
     )
     app.state.ctx = ctx
     app.state.scheduler = scheduler
+    app.state.storage = storage_endpoint
     install_error_handlers(app)
+    app.add_middleware(AuditMiddleware)
+    # Webhooks first: providers may deliver a thousand a second, and routes are matched in order.
+    app.include_router(webhooks.router)
     app.include_router(health.router)
+    app.include_router(auth_routes.router)
+    app.include_router(user_routes.router)
+    app.include_router(audit_routes.router)
     app.include_router(jobs.router)
+    app.include_router(artifact_routes.router)
     app.include_router(configs.router)
     app.include_router(provider_routes.router)
-    app.include_router(webhooks.router)
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    app.include_router(metrics_routes.router)
+    app.include_router(queue_routes.router)
+    app.include_router(storage.router)
+    app.router.routes.extend(storage.s3_routes())  # after the credentials API: its routes match first
+    app.include_router(events.router)
+    worker_protocol.install(app, ctx)  # /api/admin/workers, /api/worker/... and the worker providers' store
+    app.include_router(ui.router)  # the web UI at /, its assets and its job search
 
     return app
 

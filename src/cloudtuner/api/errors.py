@@ -25,6 +25,9 @@ STATUS_BY_ERROR: dict[type[errors.CloudtunerError], int] = {
     errors.PermissionDeniedError: 403,
     errors.UploadsDisabledError: 403,
     errors.UploadConsentRequiredError: 428,
+    errors.SpendingLimitExceededError: 402,
+    errors.LoginThrottledError: 429,
+    errors.QueueFullError: 429,
     errors.NotFoundError: 404,
     errors.ConflictError: 409,
     errors.ProviderAuthError: 502,
@@ -48,6 +51,16 @@ def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code, **{k: v for k, v in extra.items() if v is not None}}
 
 
+def _headers_for(exc: errors.CloudtunerError) -> dict[str, str] | None:
+    """Return the headers HTTP asks for with some errors: a 401's challenge, a 429's wait."""
+    if isinstance(exc, errors.AuthenticationRequiredError):
+        return {"WWW-Authenticate": 'Bearer realm="cloudtuner"'}
+    retry_after = exc.context.get("retry_after_seconds")
+    if isinstance(retry_after, int | float):
+        return {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+    return None
+
+
 def _describe_validation(errors_list: list[dict[str, Any]]) -> str:
     parts = []
     for error in errors_list[:5]:
@@ -65,7 +78,9 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("%s: %s", exc.code, exc.message)
-        return JSONResponse(error_body(exc.message, exc.code, **exc.context), status_code=status)
+        return JSONResponse(
+            error_body(exc.message, exc.code, **exc.context), status_code=status, headers=_headers_for(exc)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -23,9 +23,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 async def prepare_store(settings: Settings) -> str | None:
-    """Create the data dir and migrate the store; return a sentence saying what failed, or None."""
+    """Create the data dir, check the server may start (an admin exists if the address is not
+    loopback) and migrate the store; return a sentence saying what failed, or None."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from cloudtuner.api.app import check_startable
+    from cloudtuner.core.errors import ConfigurationError
     from cloudtuner.db import migrate
     from cloudtuner.db.engine import Database
 
@@ -38,7 +41,10 @@ async def prepare_store(settings: Settings) -> str | None:
     except (ValueError, ImportError) as exc:
         return f"invalid CLOUDTUNER_DATABASE_URL: {exc}"
     try:
+        await check_startable(settings, db)
         await migrate.upgrade(db)
+    except ConfigurationError as exc:
+        return exc.message
     except (OSError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         return f"cannot open the job store ({db.dialect.name}): {reason}"

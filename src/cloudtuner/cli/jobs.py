@@ -75,13 +75,20 @@ def submit(
         str | None, typer.Option(help="Retry-safe key: resubmitting returns the same job.")
     ] = None,
     hardware: Annotated[str | None, typer.Option(help="Hardware profile, e.g. gpu-l40s.")] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", min=0.01, help="Budget cap in US dollars: cancel the job at this cost.")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Consent to uploading local datasets.")] = False,
     watch_job: Annotated[bool, typer.Option("--watch", help="Follow the job until it ends.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Queue a training job and print its id."""
     body = _submit_body(config_name, config_file, dataloader_file, config_dir)
-    for key, value in (("tracker_run_name", run_name), ("idempotency_key", idempotency_key), ("hardware", hardware)):
+    options: tuple[tuple[str, Any], ...] = (
+        ("tracker_run_name", run_name), ("idempotency_key", idempotency_key), ("hardware", hardware),
+        ("budget_usd", budget),
+    )  # fmt: skip
+    for key, value in options:
         if value is not None:
             body[key] = value
     with client(url, api_key) as api:
@@ -103,6 +110,14 @@ def submit(
             )
         else:
             console.print(f"Submitted job [bold]{reply.job_id}[/] to {provider} ({styled_status(reply.status)}).")
+            if reply.estimate is not None and reply.estimate.high_usd is not None:
+                estimate = reply.estimate
+                console.print(
+                    f"Estimated cost {money(estimate.low_usd or 0.0)} to {money(estimate.high_usd or 0.0)} "
+                    f"(from {estimate.basis.source}; {estimate.basis.hardware or 'default hardware'})."
+                )
+            for warning in reply.warnings:
+                err_console.print(f"[yellow]warning:[/] {warning}")
             if reply.job.upload_summary is not None and not as_json:
                 status = follow_upload(api, reply.job_id)
                 console.print(f"Job {reply.job_id} is {styled_status(status)}.")
@@ -110,10 +125,23 @@ def submit(
             raise typer.Exit(_watch(api, reply.job_id, interval=2.0))
 
 
+def _cost(job: JobSummary) -> str:
+    """Return a job's cost; ``~`` marks one still accruing (or never confirmed by the provider)."""
+    return money(job.cost_usd) if job.cost_final or job.cost_usd == 0 else f"~{money(job.cost_usd)}"
+
+
+def _estimate(job: JobSummary) -> str:
+    if job.estimate_high_usd is None:
+        return "-"
+    return f"{money(job.estimate_low_usd or 0.0)}-{money(job.estimate_high_usd)}"
+
+
 def _jobs_table(jobs: list[JobSummary]) -> Table:
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("JOB ID", "STATUS", "PROVIDER", "RUN NAME", "PROGRESS", "LOSS", "COST", "AGE"):
-        table.add_column(column, no_wrap=column in ("JOB ID", "STATUS"))
+    columns = ("JOB ID", "STATUS", "PROVIDER", "HARDWARE", "RUN NAME", "PROGRESS", "LOSS", "COST", "ESTIMATE", "BUDGET")
+    for column in (*columns, "AGE"):
+        # The id stays whole however narrow the terminal: people copy it into other commands.
+        table.add_column(column, no_wrap=column in ("JOB ID", "STATUS"), min_width=26 if column == "JOB ID" else None)
     for job in jobs:
         progress = job.progress
         steps = f"{progress.step}/{progress.total_steps}" if progress and progress.total_steps else "-"
@@ -122,10 +150,13 @@ def _jobs_table(jobs: list[JobSummary]) -> Table:
             job.job_id,
             styled_status(job.status),
             job.provider,
+            job.hardware or "-",
             job.tracker_run_name or job.config_name or "-",
             steps,
             loss,
-            money(job.cost_usd),
+            _cost(job),
+            _estimate(job),
+            money(job.budget_usd) if job.budget_usd is not None else "-",
             ago(job.created_at),
         )
     return table
@@ -218,7 +249,8 @@ def _detail_table(job: JobDetail) -> Table:
             else "-",
         ),
         ("Loss", f"{progress.loss:.4f}" if progress and progress.loss is not None else "-"),
-        ("Cost", money(job.cost_usd)),
+        ("Cost", _cost(job) + (f" (budget {money(job.budget_usd)})" if job.budget_usd is not None else "")),
+        ("Estimate", _estimate(job) + (f" ({job.cost_estimate.basis.source})" if job.cost_estimate else "")),
         ("Created", f"{job.created_at:%Y-%m-%d %H:%M:%S} UTC ({ago(job.created_at)} ago)"),
     ]
     if job.error:

@@ -73,7 +73,7 @@ def build_app() -> "typer.Typer":
     """Return the typer app with every command; imports typer, rich and the client commands."""
     import typer
 
-    from cloudtuner.cli import configs, jobs
+    from cloudtuner.cli import artifacts, auth, configs, cost, jobs, storage, workers
 
     app = typer.Typer(
         name="cloudtuner",
@@ -82,8 +82,13 @@ def build_app() -> "typer.Typer":
         pretty_exceptions_enable=False,
         add_completion=False,
     )
+    artifacts.register(jobs.app)  # `jobs artifacts` and `jobs download`
     app.add_typer(jobs.app, name="jobs")
     app.add_typer(configs.app, name="configs")
+    app.add_typer(cost.app, name="cost")
+    app.add_typer(storage.app, name="storage")
+    auth.register(app)
+    workers.register(app)
 
     def _version(value: bool) -> None:
         if value:

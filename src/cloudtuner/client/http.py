@@ -5,12 +5,16 @@ It imports only the wire schemas, never server-side code.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
+from cloudtuner.client import credentials
+from cloudtuner.schemas.artifacts import ArtifactListResponse
 from cloudtuner.schemas.configs import (
     ConfigHistoryResponse,
     SavedConfigListResponse,
@@ -48,12 +52,26 @@ class ServerUnreachableError(ClientError):
     """The server did not answer at all."""
 
 
+def _saved_token(url: str) -> str | None:
+    """Return the session token `cloudtuner login` saved for ``url``, or None.
+
+    Raises:
+        ClientError: the credentials file cannot be used (readable by others, corrupt).
+    """
+    try:
+        return credentials.load_token(url)
+    except credentials.CredentialsFileError as exc:
+        raise ClientError(str(exc)) from None
+
+
 class CloudtunerClient:
     """Talks to one cloudtuner server. Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float = 30.0) -> None:
+        """Talk to ``url`` (else CLOUDTUNER_URL, else the local default), authenticated by
+        ``api_key``, else CLOUDTUNER_API_KEY, else the session `cloudtuner login` saved for it."""
         self.url = (url or os.environ.get("CLOUDTUNER_URL") or DEFAULT_URL).rstrip("/")
-        api_key = api_key or os.environ.get("CLOUDTUNER_API_KEY")
+        api_key = api_key or os.environ.get("CLOUDTUNER_API_KEY") or _saved_token(self.url)
         headers = {"User-Agent": "cloudtuner-cli"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -159,6 +177,38 @@ class CloudtunerClient:
     def sync_jobs(self) -> SyncResponse:
         """Sync active jobs and import unknown runs from the providers."""
         return SyncResponse.model_validate(self.request("POST", "/api/cloud/jobs/sync"))
+
+    def list_artifacts(self, job_id: str) -> ArtifactListResponse:
+        """Return the files a job delivered and the state of its delivery."""
+        return self._get(ArtifactListResponse, f"/api/cloud/jobs/{job_id}/artifacts")
+
+    @contextlib.contextmanager
+    def stream(self, path: str, *, headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+        """Open a streamed GET of ``path`` (read it with ``iter_bytes``); raise as :meth:`request` does.
+
+        Raises:
+            ServerUnreachableError: nothing answered at the server's address.
+            ClientError: the server answered with an error (its ``detail``).
+        """
+        try:
+            with self._http.stream("GET", path, headers=headers) as response:
+                if response.is_error:
+                    response.read()
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = None
+                    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+                        raise ClientError(body["detail"], status=response.status_code, code=body.get("code"), body=body)
+                    raise ClientError(
+                        f"The server answered {response.status_code} {response.reason_phrase}.",
+                        status=response.status_code,
+                    )
+                yield response
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachableError(f"The cloudtuner server at {self.url} did not answer in time.") from exc
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(f"The download from the cloudtuner server at {self.url} broke off.") from exc
 
     # --- configs --------------------------------------------------------------------------------
 

@@ -80,6 +80,17 @@ class UploadsDisabledError(CloudtunerError):
     code = "uploads_disabled"
 
 
+class SpendingLimitExceededError(CloudtunerError):
+    """This job would go over a spending limit whose action is block; it was not submitted.
+
+    HTTP 402 Payment Required: the request is valid and may succeed later (when the period resets,
+    the limit is raised or other jobs finish under their estimates), but not by sending it again
+    now. Not 409, which clients read as an idempotency conflict, nor 429, which they retry.
+    """
+
+    code = "spending_limit_exceeded"
+
+
 class WebhookRejectedError(CloudtunerError):
     """The webhook's signature is missing, stale or wrong; it was ignored."""
 
@@ -186,3 +197,176 @@ class ConfigurationError(CloudtunerError):
     """cloudtuner is not configured correctly."""
 
     code = "configuration_error"
+
+
+# --- the built-in storage endpoint's credentials (4xx) -----------------------------------------
+
+
+class StorageCredentialNotFoundError(NotFoundError):
+    """No storage credential has that access key id."""
+
+    code = "storage_credential_not_found"
+
+
+class InvalidStorageScopeError(InvalidRequestError):
+    """The bucket or prefix of the storage credential is not valid."""
+
+    code = "invalid_storage_scope"
+
+
+# --- delivery of trained models (4xx) -----------------------------------------------------------
+
+
+class InvalidPublishingError(InvalidRequestError):
+    """The publishing settings are not valid."""
+
+    code = "invalid_publishing"
+
+
+class PublishingUnsupportedError(InvalidRequestError):
+    """This provider cannot deliver trained models to that destination."""
+
+    code = "publishing_unsupported"
+
+
+class PublicUrlRequiredError(InvalidRequestError):
+    """Delivering the model back to this server needs its public URL, so that the provider can reach it:
+    set CLOUDTUNER_PUBLIC_URL or the public URL in the Cloud settings (an ngrok or cloudflared tunnel
+    will do), or publish to the Hugging Face Hub or an S3 bucket instead."""
+
+    code = "public_url_required"
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """The job has no such artifact."""
+
+    code = "artifact_not_found"
+
+
+class ArtifactNotLocalError(InvalidRequestError):
+    """That artifact is not stored on this server; fetch it from where it was delivered."""
+
+    code = "artifact_not_local"
+
+
+# --- users, sessions and API keys ---------------------------------------------------------------
+
+
+class InvalidCredentialsError(AuthenticationRequiredError):
+    """The username or password is wrong."""
+
+    code = "invalid_credentials"
+
+
+class InvalidTokenError(AuthenticationRequiredError):
+    """This session or API key is not valid (unknown, expired or revoked): sign in again or use another key."""
+
+    code = "invalid_token"
+
+
+class LoginThrottledError(CloudtunerError):
+    """Too many failed sign-ins: wait before trying again, or ask an admin to unlock the account."""
+
+    code = "too_many_login_attempts"
+
+
+class CsrfTokenError(PermissionDeniedError):
+    """A change made with the session cookie must send the X-CSRF-Token header given at sign-in."""
+
+    code = "csrf_token_invalid"
+
+
+class AccountDisabledError(PermissionDeniedError):
+    """This account is disabled; ask an admin to enable it."""
+
+    code = "account_disabled"
+
+
+class InvalidScopeError(InvalidRequestError):
+    """That is not a known permission or role."""
+
+    code = "invalid_scope"
+
+
+class InvalidUsernameError(InvalidRequestError):
+    """A username is 1 to 64 characters: letters, digits and . _ @ - (it is kept in lower case)."""
+
+    code = "invalid_username"
+
+
+class WeakPasswordError(InvalidRequestError):
+    """A password needs at least 8 characters."""
+
+    code = "weak_password"
+
+
+class UserNotFoundError(NotFoundError):
+    """No user has that name."""
+
+    code = "user_not_found"
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    """No API key of yours has that id."""
+
+    code = "api_key_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    """No session of yours has that id."""
+
+    code = "session_not_found"
+
+
+class UserExistsError(ConflictError):
+    """A user with that name already exists."""
+
+    code = "user_exists"
+
+
+class LastAdminError(ConflictError):
+    """That would leave the server without an active admin; make another user admin first."""
+
+    code = "last_admin"
+
+
+class SingleUserModeError(ConflictError):
+    """This server runs in single-user mode (no users yet): create an admin with `cloudtuner admin create` first."""
+
+    code = "single_user_mode"
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+class WorkerNotFoundError(NotFoundError):
+    """No worker has that id or name."""
+
+    code = "worker_not_found"
+
+
+class WorkerNameTakenError(ConflictError):
+    """Another worker already has that name."""
+
+    code = "worker_name_taken"
+
+
+class InvalidWorkerTokenError(AuthenticationRequiredError):
+    """This worker token is not valid (unknown, rotated or revoked): ask an admin for the worker's current command."""
+
+    code = "invalid_worker_token"
+
+
+class WorkerLeaseLostError(ConflictError):
+    """This worker no longer holds the job (its lease was lost, or the job was given to another worker)."""
+
+    code = "worker_lease_lost"
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+class QueueFullError(CloudtunerError):
+    """You have as many jobs waiting as the queue allows per user; submit again once some have started."""
+
+    code = "queue_full"

@@ -27,6 +27,8 @@ class Permission(StrEnum):
     AUDIT_VIEW = "audit.view"
     METRICS_VIEW = "metrics.view"
     STORAGE_MANAGE = "storage.manage"
+    ACCOUNT_MANAGE = "account.manage"
+    """Your own account: API keys, sessions, password (every role has it; a key may lack it)."""
 
 
 ALL_PERMISSIONS: frozenset[Permission] = frozenset(Permission)

@@ -65,6 +65,13 @@ class ProviderCapabilities:
     max_upload_bytes: int | None = None
     dataset_extract_root: str | None = None
     """Where the trainer unpacks the dataset archive; dataset paths sent to it are rewritten to match."""
+    publishes_to: frozenset[str] = frozenset()
+    """Where its runs can deliver a trained model (:attr:`RunRequest.delivery`): ``"huggingface"``
+    and/or ``"s3"`` (any S3-compatible endpoint, which is also how a run reaches this server's
+    built-in endpoint for local download). Submissions asking for anything else are refused."""
+    reaches_server: bool = False
+    """True if its runs can reach this server at the address the server was called at (a worker on
+    the same network); otherwise delivering back to this server needs the server's public URL."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,42 @@ class DatasetArchive:
     size_bytes: int
 
 
+@dataclass(frozen=True)
+class HubDelivery:
+    """Push the trained model to the Hugging Face Hub repository ``repo_id`` with ``token``."""
+
+    repo_id: str
+    token: str | None = field(default=None, repr=False)
+    private: bool = True
+
+
+@dataclass(frozen=True)
+class S3Delivery:
+    """Upload the trained model to ``s3://bucket/prefix/`` of an S3-compatible endpoint.
+
+    ``prefix`` has no trailing slash. ``endpoint_url`` None means AWS S3. For local download the
+    endpoint is this server's built-in one and the keys are the job's own, limited to ``prefix``.
+    """
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    public_base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryTarget:
+    """Where a run delivers the trained model: ``destination`` is ``huggingface`` (with ``hub``),
+    ``s3`` or ``local`` (both with ``s3``). Holds secrets: never log it or keep it."""
+
+    destination: str
+    hub: HubDelivery | None = None
+    s3: S3Delivery | None = None
+
+
 ProgressCallback = Callable[[str, int, int], Awaitable[None]]
 """Called as ``report(stage, done, total)`` while a provider does slow work (``"uploading"``, bytes)."""
 
@@ -114,6 +157,8 @@ class RunRequest:
     tracker_run_name: str | None = None
     hardware: str | None = None
     publishing: dict[str, Any] | None = None
+    """The job's publishing settings as stored (no secret in the clear: see ``services.publishing``);
+    stable across attempts, so a provider may derive config text from it. Use :attr:`delivery` to deliver."""
     config_name: str | None = None
     dataset_archive: DatasetArchive | None = None
     """The packaged local datasets, for providers whose capabilities say ``uploads_datasets``."""
@@ -122,6 +167,9 @@ class RunRequest:
     dispatched_at: datetime | None = None
     """When this attempt was recorded; a run found by reference was created after it."""
     report_progress: ProgressCallback | None = None
+    delivery: DeliveryTarget | None = None
+    """Where the run delivers the trained model, with the credentials it needs (None: nowhere).
+    Only destinations in the provider's ``capabilities.publishes_to`` are ever given."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from sqlalchemy import delete
 
 from cloudtuner.core.errors import ProviderError
 from cloudtuner.db.tables import IdempotencyKeyRow
-from cloudtuner.services import dispatch
+from cloudtuner.services import auth, deliveries, dispatch, queue, webhooks, workers_protocol
 from cloudtuner.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def make_owner_name() -> str:
 class Scheduler:
     """Runs the loops; ``run_*_once`` do one round each and are what tests drive directly."""
 
-    def __init__(self, ctx: ServiceContext, *, owner: str | None = None, max_concurrent_calls: int = 8) -> None:
+    def __init__(self, ctx: ServiceContext, *, owner: str | None = None, max_concurrent_calls: int = 64) -> None:
         self.ctx = ctx
         self.owner = owner or make_owner_name()
         self._max_concurrent_calls = max_concurrent_calls
@@ -46,11 +46,12 @@ class Scheduler:
     # --- one round of each kind of work ---------------------------------------------------------
 
     async def run_dispatch_once(self) -> int:
-        """Start queued jobs, as many as there are free call slots; return how many were claimed."""
+        """Start queued jobs in queue order, within the queue's limits and the free call slots;
+        return how many were claimed."""
         free = self._free_slots()
         if free == 0:
             return 0
-        claimed = await dispatch.claim_queued(self.ctx, self.owner, limit=free)
+        claimed = await queue.claim_next(self.ctx, self.owner, limit=free)
         for job_id, token in claimed:
             self._spawn(dispatch.dispatch_job(self.ctx, job_id, token), f"dispatch {job_id}")
         return len(claimed)
@@ -60,19 +61,32 @@ class Scheduler:
         free = self._free_slots()
         if free == 0:
             return 0
+        await workers_protocol.reap_lost_assignments(self.ctx)  # requeue the jobs of lost workers
         orphans = await dispatch.claim_orphans(self.ctx, self.owner, limit=free)
         for job_id, token in orphans:
             self._spawn(dispatch.recover_job(self.ctx, job_id, token), f"recover {job_id}")
         free = self._free_slots()
         due = await dispatch.claim_due_for_sync(self.ctx, self.owner, limit=free) if free else []
-        for job_id, token in due:
-            self._spawn(dispatch.sync_job(self.ctx, job_id, token), f"sync {job_id}")
+        for target in await dispatch.load_sync_targets(self.ctx, due):
+            self._spawn(dispatch.sync_target(self.ctx, target), f"sync {target.job_id}")
         return len(orphans) + len(due)
 
+    async def run_deliveries_once(self) -> int:
+        """Collect what ended jobs delivered (``services.deliveries``); return how many were taken."""
+        free = self._free_slots()
+        if free == 0:
+            return 0
+        claimed = await deliveries.claim_deliveries(self.ctx, limit=min(free, 10))
+        for job_id, token in claimed:
+            self._spawn(deliveries.collect_delivery(self.ctx, job_id, token), f"deliver {job_id}")
+        return len(claimed)
+
     async def run_housekeeping_once(self) -> None:
-        """Delete expired idempotency keys."""
+        """Delete expired idempotency keys and old webhook delivery ids; auth housekeeping."""
         async with self.ctx.db.transaction() as session:
             await session.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.expires_at <= self.ctx.clock.now()))
+        await webhooks.forget_old_receipts(self.ctx)
+        await auth.housekeeping(self.ctx)  # ended sessions, stale sign-in counts, audit retention
 
     async def drain(self) -> None:
         """Wait until every provider call this scheduler started has finished."""
@@ -91,6 +105,10 @@ class Scheduler:
             ),
             asyncio.create_task(
                 self._every(HOUSEKEEPING_INTERVAL_SECONDS, self.run_housekeeping_once), name="scheduler-housekeeping"
+            ),
+            asyncio.create_task(
+                self._every(self.ctx.settings.reconcile_interval_seconds, self.run_deliveries_once),
+                name="scheduler-deliveries",
             ),
         ]
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from cloudtuner.core.states import JobStatus
+from cloudtuner.schemas.artifacts import Artifact
+from cloudtuner.schemas.costs import CostEstimate, CostLimitStatus
+from cloudtuner.schemas.publishing import PublishingRequest, PublishingView
 from cloudtuner.schemas.uploads import UploadSummary
 
 
@@ -75,7 +78,18 @@ class SubmitJobRequest(BaseModel):
     )
     upload_consent: bool | None = Field(default=None, description="Consent to upload local datasets to the provider.")
     hardware: str | None = Field(default=None, max_length=64, description="Hardware profile, e.g. gpu-l40s.")
-    publishing: dict[str, Any] | None = Field(default=None, description="Where the trained model goes.")
+    publishing: PublishingRequest | None = Field(
+        default=None,
+        description="Where the trained model goes: huggingface, s3, local or none (see PublishingRequest); "
+        "left out, it comes back to this server when it has a public URL.",
+    )
+    budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        validation_alias=AliasChoices("budget_usd", "max_cost_usd"),
+        description="This job's budget cap, US dollars: it is cancelled when its accrued cost reaches it.",
+    )
 
     @field_validator("config_name_to_load", "tracker_run_name", "hardware")
     @classmethod
@@ -136,6 +150,10 @@ class JobSummary(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_seconds: float | None = Field(default=None, description="Run time so far, or in all once finished.")
+    cost_final: bool = Field(default=False, description="True once the provider reported the final cost.")
+    estimate_low_usd: float | None = Field(default=None, description="Lower end of the estimate at submission.")
+    estimate_high_usd: float | None = Field(default=None, description="Upper end of the estimate at submission.")
+    budget_usd: float | None = Field(default=None, description="The job's budget cap, if it has one.")
 
 
 class JobDetail(JobSummary):
@@ -144,13 +162,20 @@ class JobDetail(JobSummary):
     config: dict[str, Any]
     dataloader_config: list[dict[str, Any]]
     config_snapshot: ConfigSnapshot
-    publishing: dict[str, Any] | None = None
+    publishing: PublishingView | None = Field(default=None, description="Where the model goes; secrets never shown.")
+    artifacts: list[Artifact] = Field(default_factory=list, description="The files the job delivered so far.")
     upload_consent: bool | None = None
     upload_summary: UploadSummary | None = Field(
         default=None, description="The local datasets uploaded to the provider: files, sizes, exclusions."
     )
     idempotency_key: str | None = None
     dispatch_attempts: int = 0
+    price_per_second: float | None = Field(default=None, description="What the job's hardware costs per second.")
+    run_seconds: float | None = Field(default=None, description="Seconds billed so far (or run, while unreported).")
+    cost_reserved_usd: float = Field(
+        default=0.0, description="The estimate held against spending limits until the job ends."
+    )
+    cost_estimate: CostEstimate | None = Field(default=None, description="The estimate at submission, with its basis.")
     events: list[JobEventResponse] = Field(default_factory=list)
 
 
@@ -161,6 +186,10 @@ class SubmitJobResponse(BaseModel):
     job_id: str
     status: JobStatus
     idempotent_hit: bool = Field(description="True when an earlier job with this idempotency_key was returned.")
+    estimate: CostEstimate | None = Field(default=None, description="What the job is expected to cost, as a range.")
+    warnings: list[str] = Field(
+        default_factory=list, description="Things to know, such as a spending limit nearly or already used up."
+    )
     job: JobDetail
 
 
@@ -206,6 +235,10 @@ class DeleteJobResponse(BaseModel):
     success: bool = True
     job_id: str
     deleted: bool = True
+    artifacts_deleted: int = Field(
+        default=0, description="Delivered files deleted from this server (with delete_artifacts=true)."
+    )
+    artifacts_kept: int = Field(default=0, description="Delivered files left where they are.")
 
 
 class SyncResponse(BaseModel):
@@ -229,3 +262,7 @@ class PreviewResponse(BaseModel):
     consent_mode: str = Field(description="always_ask, always_allow or never_upload.")
     needs_upload_consent: bool = Field(description='True if the submission must carry "upload_consent": true.')
     upload_summary: UploadSummary | None = None
+    estimate: CostEstimate | None = Field(default=None, description="What the job would cost, as a range.")
+    cost_limits: list[CostLimitStatus] = Field(
+        default_factory=list, description="The spending limits the job would count against, as they stand."
+    )

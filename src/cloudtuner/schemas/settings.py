@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from cloudtuner.schemas.costs import CostLimit, HardwarePrice, HardwarePriceOverride
+
 
 class ConsentMode(StrEnum):
     """Whether local datasets may be uploaded to a provider."""
@@ -50,6 +52,22 @@ def check_networks(values: list[str]) -> list[str]:
     return networks
 
 
+def check_time_zone(value: str) -> str:
+    """Return an IANA time zone name (``Europe/Berlin``, ``UTC``) that this machine knows.
+
+    Raises:
+        ValueError: no such time zone.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = value.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone; use an IANA name such as UTC or Europe/Berlin") from None
+    return name
+
+
 class CloudSettings(BaseModel):
     """Settings of the Cloud tab that apply to every provider."""
 
@@ -69,6 +87,12 @@ class CloudSettings(BaseModel):
     effective_public_url: str | None = Field(
         default=None, description="The public URL in use: this setting, else CLOUDTUNER_PUBLIC_URL."
     )
+    cost_limit: CostLimit | None = Field(
+        default=None, description="The global spending limit, over every provider's jobs (see docs/dev/costs.md)."
+    )
+    time_zone: str = Field(
+        default="UTC", description="IANA time zone of the spending limits' calendar periods and of daily metrics."
+    )
 
 
 class CloudSettingsUpdate(BaseModel):
@@ -79,6 +103,13 @@ class CloudSettingsUpdate(BaseModel):
     upload_consent: ConsentMode | None = None
     public_url: str | None = Field(default=None, validation_alias=AliasChoices("public_url", "webhook_url"))
     trusted_proxies: list[str] | None = None
+    cost_limit: CostLimit | None = Field(default=None, description="The global spending limit; null removes it.")
+    time_zone: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
 
     @field_validator("public_url")
     @classmethod
@@ -98,6 +129,11 @@ class ProviderSettings(BaseModel):
         default_factory=list, description="If set, webhooks are accepted only from these IPs or CIDR ranges."
     )
     default_hardware: str | None = Field(default=None, description="Hardware used when a job names none.")
+    cost_limit: CostLimit | None = Field(default=None, description="A spending limit on this provider's jobs.")
+    hardware_prices: dict[str, HardwarePriceOverride] = Field(
+        default_factory=dict,
+        description="Prices (and new hardware profiles) by SKU; they win over the provider's published prices.",
+    )
 
 
 class ProviderSettingsUpdate(BaseModel):
@@ -107,6 +143,23 @@ class ProviderSettingsUpdate(BaseModel):
 
     webhook_allowed_ips: list[str] | None = None
     default_hardware: str | None = None
+    cost_limit: CostLimit | None = Field(default=None, description="This provider's spending limit; null removes it.")
+    hardware_prices: dict[str, HardwarePriceOverride] | None = Field(
+        default=None, description="Replaces the whole price table of the settings; {} or null clears it."
+    )
+
+    @field_validator("hardware_prices")
+    @classmethod
+    def _skus(cls, value: dict[str, HardwarePriceOverride] | None) -> dict[str, HardwarePriceOverride] | None:
+        if value is None:
+            return None
+        cleaned = {}
+        for sku, override in value.items():
+            name = sku.strip().lower()
+            if not name or len(name) > 64:
+                raise ValueError(f"{sku!r} is not a hardware SKU (1 to 64 characters, e.g. gpu-l40s)")
+            cleaned[name] = override
+        return cleaned
 
     @field_validator("webhook_allowed_ips")
     @classmethod
@@ -129,6 +182,9 @@ class ProviderSettingsResponse(BaseModel):
     settings: ProviderSettings
     token: TokenStatus
     capabilities: dict[str, Any]
+    hardware: list[HardwarePrice] = Field(
+        default_factory=list, description="Hardware info: GPU type, count, VRAM and price of each profile."
+    )
 
 
 class SaveTokenRequest(BaseModel):

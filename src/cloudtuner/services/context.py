@@ -9,8 +9,11 @@ from typing import Any
 from cloudtuner.core.clock import Clock, SystemClock
 from cloudtuner.db.engine import Database
 from cloudtuner.providers.registry import ProviderRegistry
+from cloudtuner.services.access import UserPresence
+from cloudtuner.services.audit import AuditLog
 from cloudtuner.services.config_history import ConfigHistory
 from cloudtuner.services.job_inserts import JobInserter
+from cloudtuner.services.job_updates import JobUpdates
 from cloudtuner.services.secrets import SecretStore
 from cloudtuner.settings import Settings
 
@@ -27,11 +30,18 @@ class ServiceContext:
     clock: Clock = field(default_factory=SystemClock)
     dispatch_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     job_inserter: JobInserter = field(init=False)
-    settings_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    job_updates: JobUpdates = field(init=False)
+    audit: AuditLog = field(init=False)
+    """Where changes are recorded (``services.audit``)."""
+    user_presence: UserPresence = field(default_factory=UserPresence)
+    """Whether users exist: single-user or multi-user mode (``services.access``)."""
+    settings_cache: dict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
     """Settings documents read recently (see ``services.settings_documents``)."""
 
     def __post_init__(self) -> None:
         self.job_inserter = JobInserter(self.db)
+        self.job_updates = JobUpdates(self.db)
+        self.audit = AuditLog(self.db, self.clock)
 
     def wake_dispatcher(self) -> None:
         """Tell this process's dispatcher that a job may be ready to start."""

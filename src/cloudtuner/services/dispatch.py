@@ -9,27 +9,37 @@ is on record. If the process dies, or the call's outcome is unknown, the job is 
 with no provider run; :func:`recover_job` then asks the provider for a run made for this job id
 and attaches it, or requeues the job if the provider has none. A run is never created twice
 because of a crash or a timeout.
+
+Cost is accrued in the same changes that apply a provider's report (``services.costs``): no
+extra transaction per job. A job whose cost reaches its budget cap is marked for cancel there,
+and the next sync stops its run. Every provider call is timed for the metrics
+(``services.metrics_telemetry``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloudtuner.core.errors import ProviderAuthError, ProviderError, ProviderRejectedError
+from cloudtuner.core.errors import ConfigurationError, ProviderAuthError, ProviderError, ProviderRejectedError
 from cloudtuner.core.progress import JobProgress
 from cloudtuner.core.states import ACTIVE_STATES, JobStatus, is_legal_transition
 from cloudtuner.db.tables import JobLogRow, JobRow
 from cloudtuner.packaging.errors import PackagingError
 from cloudtuner.providers.base import CloudJobInfo, CloudTrainerService, ProgressCallback, RunRequest
+from cloudtuner.services import costs, publishing
 from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.costs_prices import provider_price
+from cloudtuner.services.job_updates import JobChange
 from cloudtuner.services.leases import claim_jobs, holds_lease, lease_heartbeat, release_lease
+from cloudtuner.services.metrics_telemetry import timed
 from cloudtuner.services.settings_documents import get_provider_settings, public_url
+from cloudtuner.services.storage_credentials import JobStorageCredentials, add_job_storage_credentials
 from cloudtuner.services.transitions import lock_job, transition_job
 from cloudtuner.services.uploads import PreparedUpload, discard_archive, prepare_archive, uploads_for
 
@@ -37,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 _PRE_RUN = [JobStatus.UPLOADING.value, JobStatus.STARTING.value]
+FINAL_COST_WINDOW = timedelta(minutes=10)
+"""How long after a job ends its run is read again while the provider's final cost is not in."""
 
 
 # --- claiming -----------------------------------------------------------------------------------
@@ -95,34 +107,50 @@ def append_log(job: JobRow, full_log: str, now: datetime) -> JobLogRow | None:
 def apply_observation(ctx: ServiceContext, session: AsyncSession, job: JobRow, info: CloudJobInfo, cause: str) -> None:
     """Bring a locked job in line with what its provider reported.
 
-    Progress and cost are taken as reported. The state moves forward only: an observation that
-    is late or out of order (a run 'starting' for a job already 'running') changes no state, and a
-    finished job is never moved again.
+    Progress is taken as reported; cost is accrued from the report (``services.costs.accrue``),
+    and a job whose cost reaches its budget cap is marked for cancel. The state moves forward
+    only: an observation that is late or out of order (a run 'starting' for a job already
+    'running') changes no state, and a finished job is never moved again.
     """
     now = ctx.clock.now()
     if info.progress is not None:
         job.progress = info.progress.to_dict()
-    if info.cost_usd is not None:
-        job.cost_usd = info.cost_usd
     if info.hardware and not job.hardware:
         job.hardware = info.hardware
     job.updated_at = now
     current = JobStatus(job.status)
     target = info.status.as_job_status()
-    if current.is_terminal or target is current or not is_legal_transition(current, target):
-        return
-    if target is JobStatus.QUEUED:
-        return
-    if target is JobStatus.FAILED and info.error:
-        job.error = info.error
-    transition_job(session, job, target, cause=cause, now=now, detail=info.error)
+    if not (current.is_terminal or target is current or not is_legal_transition(current, target)) and (
+        target is not JobStatus.QUEUED
+    ):
+        if target is JobStatus.FAILED and info.error:
+            job.error = info.error
+        transition_job(session, job, target, cause=cause, now=now, detail=info.error)
+    # After the transition: a run seen running for the first time has its start time now.
+    apply_cost(ctx, job, info, now)
+    costs.enforce_budget(job, now)
 
 
-def _schedule_next_sync(ctx: ServiceContext, job: JobRow) -> None:
-    if JobStatus(job.status).is_terminal:
-        job.next_sync_at = None
-    else:
-        job.next_sync_at = ctx.clock.now() + timedelta(seconds=ctx.settings.reconcile_interval_seconds)
+def apply_cost(ctx: ServiceContext, job: JobRow, info: CloudJobInfo, now: datetime) -> None:
+    """Accrue a locked job's cost from a provider report (see ``services.costs``)."""
+    costs.accrue(job, info, now, provider_price(ctx.providers.find(job.provider), info.hardware or job.hardware))
+
+
+def _schedule_next_sync(ctx: ServiceContext, job: JobRow, info: CloudJobInfo | None = None) -> None:
+    """Set when a job's run is read next.
+
+    An unfinished job: after the reconcile interval, or at once while a cancel is pending (a
+    budget cap asked for one). A finished job: not again, unless its provider's final cost is
+    not in yet and its run is still ending (``info`` not final), for up to :data:`FINAL_COST_WINDOW`.
+    """
+    now = ctx.clock.now()
+    later = now + timedelta(seconds=ctx.settings.reconcile_interval_seconds)
+    if not JobStatus(job.status).is_terminal:
+        job.next_sync_at = now if job.cancel_requested_at is not None else later
+        return
+    run_ending = info is not None and not info.status.as_job_status().is_terminal
+    recent = job.finished_at is not None and now - job.finished_at < FINAL_COST_WINDOW
+    job.next_sync_at = later if run_ending and recent and not job.cost_final else None
 
 
 def _provider_for(ctx: ServiceContext, job: JobRow) -> CloudTrainerService | None:
@@ -139,17 +167,19 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
     provider's upload) before ``starting``.
     """
     now = ctx.clock.now()
-    async with ctx.db.transaction() as session:
-        job = await lock_job(session, job_id)
-        if not holds_lease(job, token) or job.status != JobStatus.QUEUED.value:
-            return
+
+    def record_intent(
+        session: AsyncSession, job: JobRow | None
+    ) -> tuple[CloudTrainerService, RunRequest, bool, JobStorageCredentials] | None:
+        if job is None or not holds_lease(job, token) or job.status != JobStatus.QUEUED.value:
+            return None
         provider = _provider_for(ctx, job)
         if provider is None:
             transition_job(
                 session, job, JobStatus.FAILED, cause="provider missing", now=now,
                 detail=f"The provider {job.provider!r} is not configured on this server.",
             )  # fmt: skip
-            return
+            return None
         uploading = uploads_for(provider, job.dataloader_config)
         job.dispatch_attempts += 1
         job.dispatch_started_at = now
@@ -157,7 +187,24 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
             session, job, JobStatus.UPLOADING if uploading else JobStatus.STARTING, cause="dispatched", now=now,
             detail=f"attempt {job.dispatch_attempts} at {job.provider}",
         )  # fmt: skip
-        request = replace(run_request(job), report_progress=progress_reporter(ctx, job_id, token))
+        # The job's own key for the built-in S3 endpoint, and where it delivers (services.publishing).
+        storage = add_job_storage_credentials(ctx, session, job, now=now)
+        publishing.note_delivery(session, job, now=now)
+        return provider, run_request(job), uploading, storage
+
+    intent = await ctx.job_updates.apply(job_id, record_intent)
+    if intent is None:
+        return
+    provider, request, uploading, storage = intent
+    try:
+        delivery = publishing.delivery_target(
+            ctx, provider, job_id, request.publishing, credentials=storage, base_url=await public_url(ctx)
+        )
+    except ConfigurationError as exc:
+        await _fail_if_leased(ctx, job_id, token, exc.message, cause="publishing settings unreadable")
+        return
+    request = replace(request, delivery=delivery)
+    request = replace(request, report_progress=progress_reporter(ctx, job_id, token))
     if request.hardware is None:
         request = replace(request, hardware=(await get_provider_settings(ctx, provider.provider_name)).default_hardware)
     base_url = await public_url(ctx) if provider.capabilities.webhooks else None
@@ -172,7 +219,7 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
                 )
                 await _record_package(ctx, job_id, token, prepared)
                 request = replace(request, dataloader_config=prepared.dataloader, dataset_archive=prepared.archive)
-            info = await provider.run_job(request)
+            info = await timed(ctx, provider.provider_name, "run_job", provider.run_job(request))
     except PackagingError as exc:
         await _fail_if_leased(ctx, job_id, token, exc.message, cause="packaging failed")
         return
@@ -211,35 +258,41 @@ def progress_reporter(ctx: ServiceContext, job_id: str, token: str) -> ProgressC
     """
     last_write = 0.0
 
+    def record(stage: str, done: int, total: int) -> JobChange[None]:
+        def change(session: AsyncSession, job: JobRow | None) -> None:
+            if job is not None and holds_lease(job, token) and not JobStatus(job.status).is_terminal:
+                job.progress = JobProgress(stage=stage, step=done, total_steps=total).to_dict()
+                job.updated_at = ctx.clock.now()
+
+        return change
+
     async def report(stage: str, done: int, total: int) -> None:
         nonlocal last_write
         moment = time.monotonic()
         if moment - last_write < 0.5 and done < total:
             return
         last_write = moment
-        async with ctx.db.transaction() as session:
-            job = await lock_job(session, job_id)
-            if holds_lease(job, token) and not JobStatus(job.status).is_terminal:
-                job.progress = JobProgress(stage=stage, step=done, total_steps=total).to_dict()
-                job.updated_at = ctx.clock.now()
+        await ctx.job_updates.apply(job_id, record(stage, done, total))
 
     return report
 
 
 async def _record_package(ctx: ServiceContext, job_id: str, token: str, prepared: PreparedUpload) -> None:
-    async with ctx.db.transaction() as session:
-        job = await lock_job(session, job_id)
-        if holds_lease(job, token):
+    def change(session: AsyncSession, job: JobRow | None) -> None:
+        if job is not None and holds_lease(job, token):
             job.upload_summary = prepared.summary.model_dump(mode="json")
             job.package_sha256 = prepared.archive.sha256
 
+    await ctx.job_updates.apply(job_id, change)
+
 
 async def _fail_if_leased(ctx: ServiceContext, job_id: str, token: str, message: str, *, cause: str) -> None:
-    async with ctx.db.transaction() as session:
-        job = await lock_job(session, job_id)
-        if holds_lease(job, token) and not JobStatus(job.status).is_terminal:
+    def change(session: AsyncSession, job: JobRow | None) -> None:
+        if job is not None and holds_lease(job, token) and not JobStatus(job.status).is_terminal:
             job.error = message
             transition_job(session, job, JobStatus.FAILED, cause=cause, now=ctx.clock.now(), detail=message)
+
+    await ctx.job_updates.apply(job_id, change)
 
 
 async def attach_run(ctx: ServiceContext, job_id: str, token: str, info: CloudJobInfo, *, cause: str) -> None:
@@ -250,27 +303,30 @@ async def attach_run(ctx: ServiceContext, job_id: str, token: str, info: CloudJo
     its job. Otherwise a result from a lost lease is dropped; whoever holds the job now finds
     the run by reference.
     """
-    stop_run = False
-    async with ctx.db.transaction() as session:
-        job = await lock_job(session, job_id)
+
+    def change(session: AsyncSession, job: JobRow | None) -> str | None:
+        """Return the provider's name if the run must be stopped."""
+        if job is None:
+            return None
         if JobStatus(job.status).is_terminal:
             if job.provider_job_id is not None:
-                return
+                return None
             job.provider_job_id = info.provider_job_id
             job.next_sync_at = ctx.clock.now()
-            stop_run = not info.status.as_job_status().is_terminal
-        elif not holds_lease(job, token):
+            return None if info.status.as_job_status().is_terminal else job.provider
+        if not holds_lease(job, token):
             log.warning("dropping run %s for job %s: the lease was lost", info.provider_job_id, job_id)
-            return
-        else:
-            job.provider_job_id = info.provider_job_id
-            apply_observation(ctx, session, job, info, cause)
-            _schedule_next_sync(ctx, job)
-            job.lease_owner = job.lease_token = None
-            job.lease_expires_at = None
-        provider_name = job.provider
-    if stop_run:
-        await cancel_at_provider(ctx, job_id, provider_name, info.provider_job_id)
+            return None
+        job.provider_job_id = info.provider_job_id
+        apply_observation(ctx, session, job, info, cause)
+        _schedule_next_sync(ctx, job, info)
+        job.lease_owner = job.lease_token = None
+        job.lease_expires_at = None
+        return None
+
+    stop_at = await ctx.job_updates.apply(job_id, change)
+    if stop_at is not None:
+        await cancel_at_provider(ctx, job_id, stop_at, info.provider_job_id)
 
 
 async def recover_job(ctx: ServiceContext, job_id: str, token: str) -> None:
@@ -291,7 +347,9 @@ async def recover_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         return
     try:
         async with lease_heartbeat(ctx, job_id, token):
-            info = await provider.find_job_by_reference(job_id, request)
+            info = await timed(
+                ctx, provider.provider_name, "find_job_by_reference", provider.find_job_by_reference(job_id, request)
+            )
     except Exception as exc:
         log.warning("could not ask %s about job %s: %s", provider.provider_name, job_id, exc)
         await release_lease(ctx, job_id, token)
@@ -327,6 +385,41 @@ async def recover_job(ctx: ServiceContext, job_id: str, token: str) -> None:
 # --- sync ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SyncTarget:
+    """What a sync needs to know of a leased job with a provider run."""
+
+    job_id: str
+    token: str
+    provider_name: str
+    provider_job_id: str
+    cancel_pending: bool
+
+
+async def load_sync_targets(ctx: ServiceContext, claims: list[tuple[str, str]]) -> list[SyncTarget]:
+    """Read, in one query, the claimed jobs that still hold their lease and have a run."""
+    if not claims:
+        return []
+    tokens = dict(claims)
+    query = select(
+        JobRow.id, JobRow.lease_token, JobRow.provider, JobRow.provider_job_id, JobRow.status,
+        JobRow.cancel_requested_at,
+    ).where(JobRow.id.in_(list(tokens)))  # fmt: skip
+    async with ctx.db.read() as session:
+        rows = (await session.execute(query)).all()
+    return [
+        SyncTarget(
+            job_id=row.id,
+            token=row.lease_token,
+            provider_name=row.provider,
+            provider_job_id=row.provider_job_id,
+            cancel_pending=row.cancel_requested_at is not None and not JobStatus(row.status).is_terminal,
+        )
+        for row in rows
+        if row.provider_job_id is not None and row.lease_token is not None and tokens[row.id] == row.lease_token
+    ]
+
+
 async def sync_job(ctx: ServiceContext, job_id: str, token: str) -> None:
     """Read a leased job's run (state, progress, cost, logs) and apply it.
 
@@ -335,52 +428,73 @@ async def sync_job(ctx: ServiceContext, job_id: str, token: str) -> None:
     Raises:
         ProviderError: the provider could not be read; the lease is released first.
     """
-    async with ctx.db.read() as session:
-        job = await session.get(JobRow, job_id)
-        if job is None or not holds_lease(job, token) or job.provider_job_id is None:
-            return
-        provider = _provider_for(ctx, job)
-        provider_job_id, finished = job.provider_job_id, JobStatus(job.status).is_terminal
-        cancel_pending = job.cancel_requested_at is not None and not finished
+    for target in await load_sync_targets(ctx, [(job_id, token)]):
+        await sync_target(ctx, target)
+
+
+async def sync_target(ctx: ServiceContext, target: SyncTarget) -> None:
+    """Sync one job read by :func:`load_sync_targets`; see :func:`sync_job`.
+
+    Raises:
+        ProviderError: the provider could not be read; the lease is released first.
+    """
+    job_id, token, provider_job_id = target.job_id, target.token, target.provider_job_id
+    cancel_pending = target.cancel_pending
+    provider = ctx.providers.find(target.provider_name)
     if provider is None:
         await release_lease(ctx, job_id, token)
         return
+    name = provider.provider_name
     try:
         async with lease_heartbeat(ctx, job_id, token):
             if cancel_pending:
-                await provider.cancel_job(provider_job_id)
-            info = await provider.get_job_status(provider_job_id)
+                await timed(ctx, name, "cancel_job", provider.cancel_job(provider_job_id))
+            info = await timed(ctx, name, "get_job_status", provider.get_job_status(provider_job_id))
             read_logs = provider.supports_live_logs or info.status.as_job_status().is_terminal
-            logs = await provider.get_job_logs(provider_job_id) if read_logs else None
+            logs = await timed(ctx, name, "get_job_logs", provider.get_job_logs(provider_job_id)) if read_logs else None
     except ProviderError:
         await _postpone_sync(ctx, job_id, token)
         raise
-    async with ctx.db.transaction() as session:
-        job = await lock_job(session, job_id)
-        if not holds_lease(job, token):
+
+    def change(session: AsyncSession, job: JobRow | None) -> None:
+        if job is None or not holds_lease(job, token):
             return
         now = ctx.clock.now()
         if logs is not None and (chunk := append_log(job, logs, now)) is not None:
             session.add(chunk)
         if cancel_pending and not JobStatus(job.status).is_terminal:
-            transition_job(session, job, JobStatus.CANCELLED, cause="cancelled by user", now=now)
+            _cancel_confirmed(session, job, now)
         if JobStatus(job.status).is_terminal:
-            if info.cost_usd is not None and info.status.as_job_status().is_terminal:
-                job.cost_usd = info.cost_usd
+            # A finished job's cost still follows its run: the provider's final figure replaces
+            # what was accrued (and is not undone by an older report afterwards).
+            apply_cost(ctx, job, info, now)
         else:
             apply_observation(ctx, session, job, info, cause=f"provider reported {info.status.value}")
-        _schedule_next_sync(ctx, job)
+        _schedule_next_sync(ctx, job, info)
         job.lease_owner = job.lease_token = None
         job.lease_expires_at = None
 
+    await ctx.job_updates.apply(job_id, change)
+
+
+def _cancel_confirmed(session: AsyncSession, job: JobRow, now: datetime) -> None:
+    """Record a cancel the provider carried out: the user's, or the job's budget cap's."""
+    if costs.over_budget(job):
+        message = costs.budget_message(job)
+        job.error = job.error or message
+        transition_job(session, job, JobStatus.CANCELLED, cause=costs.BUDGET_CAUSE, now=now, detail=message)
+    else:
+        transition_job(session, job, JobStatus.CANCELLED, cause="cancelled by user", now=now)
+
 
 async def _postpone_sync(ctx: ServiceContext, job_id: str, token: str) -> None:
-    async with ctx.db.transaction() as session:
-        job = await lock_job(session, job_id)
-        if holds_lease(job, token):
+    def change(session: AsyncSession, job: JobRow | None) -> None:
+        if job is not None and holds_lease(job, token):
             job.next_sync_at = ctx.clock.now() + timedelta(seconds=ctx.settings.reconcile_interval_seconds)
             job.lease_owner = job.lease_token = None
             job.lease_expires_at = None
+
+    await ctx.job_updates.apply(job_id, change)
 
 
 # --- cancel -------------------------------------------------------------------------------------
@@ -395,7 +509,7 @@ async def cancel_at_provider(ctx: ServiceContext, job_id: str, provider_name: st
     provider = ctx.providers.find(provider_name)
     if provider is not None:
         try:
-            await provider.cancel_job(provider_job_id)
+            await timed(ctx, provider_name, "cancel_job", provider.cancel_job(provider_job_id))
         except ProviderError as exc:
             log.warning("could not cancel run %s of job %s yet: %s", provider_job_id, job_id, exc)
             async with ctx.db.read() as session:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Table
@@ -18,12 +19,14 @@ from sqlalchemy import Table
 from cloudtuner.core.progress import JobProgress
 from cloudtuner.core.states import JobStatus
 from cloudtuner.db.tables import JobEventRow, JobRow
+from cloudtuner.schemas.artifacts import Artifact
 from cloudtuner.schemas.jobs import (
     ConfigSnapshot,
     JobDetail,
     JobEventResponse,
     JobProgressResponse,
 )
+from cloudtuner.services.publishing import publishing_view
 
 JOBS = cast(Table, JobRow.__table__)
 """The ``jobs`` table itself: a select of its columns is plain Core, with no ORM loading step."""
@@ -45,6 +48,10 @@ SUMMARY_COLUMNS = (
     JOBS.c.updated_at,
     JOBS.c.started_at,
     JOBS.c.finished_at,
+    JOBS.c.cost_final,
+    JOBS.c.estimate_low_usd,
+    JOBS.c.estimate_high_usd,
+    JOBS.c.budget_usd,
 )
 """The columns the list view is made of, in the order :func:`summary_fields` takes them."""
 
@@ -116,6 +123,10 @@ def summary_fields(values: Sequence[Any], now: datetime) -> dict[str, Any]:
         updated_at,
         started_at,
         finished_at,
+        cost_final,
+        estimate_low_usd,
+        estimate_high_usd,
+        budget_usd,
     ) = values
     state = _STATUSES.get(status) or JobStatus(status)
     return {
@@ -136,26 +147,40 @@ def summary_fields(values: Sequence[Any], now: datetime) -> dict[str, Any]:
         "started_at": started_at,
         "finished_at": finished_at,
         "duration_seconds": _duration(started_at, finished_at, now),
+        "cost_final": bool(cost_final),
+        "estimate_low_usd": estimate_low_usd,
+        "estimate_high_usd": estimate_high_usd,
+        "budget_usd": budget_usd,
     }
 
 
-def _row_fields(job: JobRow, now: datetime) -> dict[str, Any]:
+def _row_fields(job: JobRow | SimpleNamespace, now: datetime) -> dict[str, Any]:
     return summary_fields([getattr(job, key) for key in _SUMMARY_KEYS], now)
 
 
-def job_detail(job: JobRow, events: list[JobEventRow], now: datetime) -> JobDetail:
-    """Return the full view of ``job`` with its timeline."""
+def job_detail(
+    job: JobRow | SimpleNamespace, events: list[JobEventRow], now: datetime, artifacts: list[Artifact] | None = None
+) -> JobDetail:
+    """Return the full view of ``job`` with its timeline (and its delivered ``artifacts``).
+
+    ``job`` is a row, or a namespace with a row's attributes (a job just built for inserting).
+    """
     return JobDetail.model_validate(
         {
             **_row_fields(job, now),
             "config": job.config,
             "dataloader_config": job.dataloader_config,
             "config_snapshot": ConfigSnapshot.model_validate(job.config_snapshot),
-            "publishing": job.publishing,
+            "publishing": publishing_view(job.publishing, job.id),
+            "artifacts": artifacts or [],
             "upload_consent": job.upload_consent,
             "upload_summary": job.upload_summary,
             "idempotency_key": job.idempotency_key,
             "dispatch_attempts": job.dispatch_attempts,
+            "price_per_second": job.price_per_second,
+            "run_seconds": job.run_seconds,
+            "cost_reserved_usd": job.cost_reserved_usd,
+            "cost_estimate": job.cost_estimate,
             "events": [
                 JobEventResponse(
                     from_status=JobStatus(event.from_status) if event.from_status else None,

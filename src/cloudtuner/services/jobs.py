@@ -26,16 +26,18 @@ from cloudtuner.core.errors import (
 from cloudtuner.core.ids import is_sortable_id
 from cloudtuner.core.permissions import Permission, Principal
 from cloudtuner.core.states import JobStatus
-from cloudtuner.db.tables import JobEventRow, JobLogRow, JobRow
+from cloudtuner.db.tables import ArtifactRow, JobEventRow, JobLogRow, JobRow
 from cloudtuner.schemas.jobs import (
     CancelJobResponse,
     JobDetail,
     JobLogsResponse,
 )
+from cloudtuner.services.artifacts import delete_local_files, load_artifacts
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.dispatch import cancel_at_provider
 from cloudtuner.services.job_views import JOBS, SUMMARY_COLUMNS, job_detail, summary_fields
 from cloudtuner.services.transitions import lock_job, transition_job
+from cloudtuner.storage import FilesystemObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,8 @@ async def load_detail(ctx: ServiceContext, job_id: str, principal: Principal | N
         events = (
             await session.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id))
         ).all()
-        return job_detail(job, list(events), ctx.clock.now())
+        delivered = await load_artifacts(session, job_id, job.publishing)
+        return job_detail(job, list(events), ctx.clock.now(), delivered)
 
 
 async def get_job(ctx: ServiceContext, principal: Principal, job_id: str) -> JobDetail:
@@ -284,8 +287,22 @@ async def cancel_job(ctx: ServiceContext, principal: Principal, job_id: str) -> 
     return CancelJobResponse(job_id=job_id, status=status, cancel_requested=not status.is_terminal)
 
 
-async def delete_job(ctx: ServiceContext, principal: Principal, job_id: str) -> None:
-    """Delete a finished job with its events and logs.
+@dataclass(frozen=True)
+class DeletedJob:
+    """What deleting a job removed: delivered files deleted from this server, and files left in place."""
+
+    artifacts_deleted: int = 0
+    artifacts_kept: int = 0
+
+
+async def delete_job(
+    ctx: ServiceContext, principal: Principal, job_id: str, *, artifact_store: FilesystemObjectStore | None = None
+) -> DeletedJob:
+    """Delete a finished job with its events, logs and artifact records.
+
+    The files it delivered stay where they are, unless ``artifact_store`` (the built-in endpoint's
+    store) is given: then the job's folder there is deleted too, after the job. Files delivered
+    to S3 or the Hub are never deleted by cloudtuner.
 
     Raises:
         JobNotFoundError: no such job the caller may see.
@@ -300,4 +317,17 @@ async def delete_job(ctx: ServiceContext, principal: Principal, job_id: str) -> 
                 f"Job {job_id} is {job.status}; only a finished job can be deleted. Cancel it first.",
                 status=job.status,
             )
+        recorded = (
+            await session.execute(
+                select(ArtifactRow.destination, func.count())
+                .where(ArtifactRow.job_id == job_id)
+                .group_by(ArtifactRow.destination)
+            )
+        ).all()
         await session.delete(job)
+    counts = {destination: int(count) for destination, count in recorded}
+    total = sum(counts.values())
+    if artifact_store is None:
+        return DeletedJob(artifacts_kept=total)
+    deleted = await delete_local_files(ctx, artifact_store, job_id)
+    return DeletedJob(artifacts_deleted=deleted, artifacts_kept=total - counts.get("local", 0))

@@ -44,7 +44,8 @@ async def claim_jobs(
     The candidates are read first, in a read transaction, which never waits for or holds the write
     lock; a write transaction is opened only when there is something to take. There each one is
     taken with a guarded UPDATE (``condition`` and a free lease, checked again), which decides who
-    wins: a job another process took, or that changed, in between is simply not claimed.
+    wins: a job another process took, or that changed, in between is simply not claimed. The jobs
+    taken together share one lease token (a token names a claim, not a job).
     """
     now = ctx.clock.now()
     expires = now + timedelta(seconds=ctx.settings.lease_seconds)
@@ -54,19 +55,17 @@ async def claim_jobs(
         candidates = (await session.scalars(query)).all()
     if not candidates:
         return []
-    claimed: list[tuple[str, str]] = []
+    token = secrets.token_hex(16)
     async with ctx.db.transaction() as session:
-        for job_id in candidates:
-            token = secrets.token_hex(16)
-            result = await session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, condition, lease_is_free(now))
-                .values(lease_owner=owner, lease_token=token, lease_expires_at=expires)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append((job_id, token))
-    return claimed
+        taken = await session.scalars(
+            update(JobRow)
+            .where(JobRow.id.in_(candidates), condition, lease_is_free(now))
+            .values(lease_owner=owner, lease_token=token, lease_expires_at=expires)
+            .returning(JobRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = set(taken.all())
+    return [(job_id, token) for job_id in candidates if job_id in claimed]
 
 
 async def renew_lease(ctx: ServiceContext, job_id: str, token: str) -> bool:

@@ -1,4 +1,5 @@
-"""Provider administration: tokens, settings, credential checks."""
+"""Provider administration: tokens, settings (hardware prices and spending limit included), credential
+checks, and what was spent at a provider."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from sqlalchemy import func, select
 from cloudtuner.core.errors import ProviderAuthError, ProviderError, UnknownProviderError
 from cloudtuner.db.tables import JobRow
 from cloudtuner.providers.replicate import ReplicateProvider
+from cloudtuner.schemas.costs import LimitPeriod
 from cloudtuner.schemas.settings import ProviderSettingsResponse, ProviderSettingsUpdate, TokenStatus
 from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.costs_periods import period_window
+from cloudtuner.services.costs_prices import build_price_table, check_price_overrides, price_table
 from cloudtuner.services.secrets import SecretStore
-from cloudtuner.services.settings_documents import get_provider_settings, update_provider_settings
+from cloudtuner.services.settings_documents import get_cloud_settings, get_provider_settings, update_provider_settings
 from cloudtuner.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,11 +81,13 @@ async def provider_overview(ctx: ServiceContext, provider: str) -> ProviderSetti
         UnknownProviderError: no provider has that name.
     """
     implementation = ctx.providers.get(provider)
+    settings = await get_provider_settings(ctx, provider)
     return ProviderSettingsResponse(
         provider=provider,
-        settings=await get_provider_settings(ctx, provider),
+        settings=settings,
         token=await token_status(ctx, provider),
         capabilities=asdict(implementation.capabilities),
+        hardware=list(build_price_table(implementation, settings).profiles.values()),
     )
 
 
@@ -92,8 +98,10 @@ async def change_provider_settings(
 
     Raises:
         UnknownProviderError: no provider has that name.
-        InvalidRequestError: the change is empty.
+        InvalidRequestError: the change is empty, or ``hardware_prices`` adds hardware without a price.
     """
+    if update.hardware_prices:
+        check_price_overrides(ctx.providers.get(provider), update.hardware_prices)
     await update_provider_settings(ctx, provider, update)
     return await provider_overview(ctx, provider)
 
@@ -129,20 +137,24 @@ async def replicate_versions(ctx: ServiceContext, model: str | None = None) -> d
 
 
 async def spend_report(ctx: ServiceContext, provider: str) -> dict[str, Any]:
-    """Return what this server recorded as spent at ``provider``: in all, and this calendar month (UTC).
+    """Return what this server recorded as spent at ``provider``: in all, and this calendar month (in
+    the Cloud settings' time zone), with the provider's hardware prices.
 
     Raises:
         UnknownProviderError: no provider has that name.
     """
     ctx.providers.get(provider)
-    month_start = ctx.clock.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    time_zone = (await get_cloud_settings(ctx)).time_zone
+    this_month = period_window(LimitPeriod.MONTHLY, time_zone, ctx.clock.now())
+    month_start = this_month.start
+    table = await price_table(ctx, provider)
     async with ctx.db.read() as session:
         total = await session.scalar(
             select(func.coalesce(func.sum(JobRow.cost_usd), 0.0)).where(JobRow.provider == provider)
         )
         month = await session.scalar(
             select(func.coalesce(func.sum(JobRow.cost_usd), 0.0)).where(
-                JobRow.provider == provider, JobRow.created_at >= month_start
+                JobRow.provider == provider, JobRow.created_at >= month_start, JobRow.created_at < this_month.end
             )
         )
     return {
@@ -157,6 +169,8 @@ async def spend_report(ctx: ServiceContext, provider: str) -> dict[str, Any]:
         "spent_usd": round(float(total or 0.0), 4),
         "spent_this_month_usd": round(float(month or 0.0), 4),
         "month_started_at": month_start.isoformat(),
+        "time_zone": time_zone,
+        "hardware": [profile.model_dump(mode="json") for profile in table.profiles.values()],
     }
 
 

@@ -83,6 +83,11 @@ class SecretStore:
         self._box = box
         self._clock = clock
 
+    @property
+    def box(self) -> SecretBox:
+        """The box that encrypts these secrets; for secrets kept in other tables (storage keys)."""
+        return self._box
+
     async def get(self, name: str) -> str | None:
         """Return the secret called ``name``, or None."""
         async with self._db.read() as session:

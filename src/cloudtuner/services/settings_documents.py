@@ -6,6 +6,7 @@ a change made through another server process shows within that time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -33,13 +34,36 @@ CACHE_SECONDS = 2.0
 
 async def _read(ctx: ServiceContext, scope: str) -> dict[str, Any]:
     cached = ctx.settings_cache.get(scope)
-    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
-        return dict(cached[1])
+    if cached is None or time.monotonic() - cached[0] >= CACHE_SECONDS:
+        # One read per scope at a time: callers arriving while it runs wait for the same result.
+        cached = (time.monotonic(), asyncio.ensure_future(_load(ctx, scope)))
+        ctx.settings_cache[scope] = cached
+    try:
+        document = await asyncio.shield(cached[1])
+    except Exception:
+        if ctx.settings_cache.get(scope) is cached:
+            del ctx.settings_cache[scope]
+        raise
+    return dict(document)
+
+
+def cached_version(ctx: ServiceContext, scope: str) -> object | None:
+    """Return a token for this process's cached copy of ``scope``, or None if it has none fresh.
+
+    The token is the same object for as long as that copy is in use, and a new one after it is
+    read again or changed by this process: callers may keep what they derived from a document
+    (and read it again only when the token changes). Read the document first to have one.
+    """
+    cached = ctx.settings_cache.get(scope)
+    if cached is None or time.monotonic() - cached[0] >= CACHE_SECONDS or not cached[1].done():
+        return None
+    return cached
+
+
+async def _load(ctx: ServiceContext, scope: str) -> dict[str, Any]:
     async with ctx.db.read() as session:
         row = await session.get(SettingsDocumentRow, scope)
-        document = dict(row.document) if row else {}
-    ctx.settings_cache[scope] = (time.monotonic(), document)
-    return dict(document)
+        return dict(row.document) if row else {}
 
 
 async def _merge(ctx: ServiceContext, scope: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +81,16 @@ async def _merge(ctx: ServiceContext, scope: str, changes: dict[str, Any]) -> di
     return document
 
 
+async def read_document(ctx: ServiceContext, scope: str) -> dict[str, Any]:
+    """Return a copy of the settings document ``scope`` ({} if never saved), cached as above."""
+    return await _read(ctx, scope)
+
+
+async def merge_document(ctx: ServiceContext, scope: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``changes`` into the settings document ``scope`` and return the result."""
+    return await _merge(ctx, scope, changes)
+
+
 def _cloud(ctx: ServiceContext, document: dict[str, Any]) -> CloudSettings:
     settings = CloudSettings.model_validate(document)
     settings.effective_public_url = settings.public_url or ctx.settings.public_url
@@ -69,8 +103,11 @@ async def get_cloud_settings(ctx: ServiceContext) -> CloudSettings:
 
 
 async def update_cloud_settings(ctx: ServiceContext, update: CloudSettingsUpdate) -> CloudSettings:
-    """Apply the fields given in ``update``; an empty ``public_url`` ("") clears it."""
+    """Apply the fields given in ``update``; an empty ``public_url`` ("") clears it, as does
+    ``"cost_limit": null``; ``"time_zone": null`` goes back to UTC."""
     changes = update.model_dump(exclude_unset=True, mode="json")
+    if "time_zone" in changes and changes["time_zone"] is None:
+        changes["time_zone"] = "UTC"
     return _cloud(ctx, await _merge(ctx, CLOUD_SCOPE, changes))
 
 
@@ -100,6 +137,8 @@ async def update_provider_settings(
     """
     ctx.providers.get(provider)
     changes = update.model_dump(exclude_unset=True, mode="json")
+    if "hardware_prices" in changes and changes["hardware_prices"] is None:
+        changes["hardware_prices"] = {}
     if not changes:
         raise InvalidRequestError("Nothing to change: send at least one setting, e.g. webhook_allowed_ips.")
     return ProviderSettings.model_validate(await _merge(ctx, provider_scope(provider), changes))

@@ -1,12 +1,15 @@
-"""Submitting jobs: validation, consent, idempotency, and the row that enters the queue.
+"""Submitting jobs: validation, consent, idempotency, cost and spending limits, and the row that enters the queue.
 
-Submit only records the job; the scheduler starts it (see ``services.dispatch``).
+Submit only records the job; the scheduler starts it (see ``services.dispatch``). Its cost plan
+(hardware, price, estimate) comes from ``services.costs_plan``; under an enabled spending limit
+the estimate is reserved in the transaction that inserts the job (``services.costs_admission``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, insert
@@ -21,17 +24,32 @@ from cloudtuner.core.errors import (
 from cloudtuner.core.ids import new_sortable_id
 from cloudtuner.core.permissions import Principal
 from cloudtuner.core.states import JobStatus
-from cloudtuner.db.tables import IdempotencyKeyRow, JobEventRow, JobRow
+from cloudtuner.db.tables import IdempotencyKeyRow, JobEventRow
+from cloudtuner.schemas.costs import CostEstimate
 from cloudtuner.schemas.jobs import JobDetail, PreviewResponse, SubmitJobRequest
 from cloudtuner.schemas.settings import ConsentMode
 from cloudtuner.services.configs import find_config
 from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.costs_admission import Admission, Reservation, admit
+from cloudtuner.services.costs_plan import plan_job_costs, preview_costs
 from cloudtuner.services.fingerprints import fingerprint
 from cloudtuner.services.job_inserts import IDEMPOTENCY_KEYS, JOB_EVENTS, JOBS
 from cloudtuner.services.job_views import job_detail
 from cloudtuner.services.jobs import load_detail
+from cloudtuner.services.publishing import seal_publishing
+from cloudtuner.services.queue import check_queued_limit
 from cloudtuner.services.settings_documents import get_cloud_settings
 from cloudtuner.services.uploads import check_upload, summarize
+
+_UNSET_COLUMNS: dict[str, Any] = {
+    "provider_job_id": None,
+    "progress": None,
+    "error": None,
+    "cancel_requested_at": None,
+    "started_at": None,
+    "finished_at": None,
+}
+"""Columns a new job's row leaves empty (NULL) on insert."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,12 @@ class SubmitResult:
 
     job: JobDetail
     idempotent_hit: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def estimate(self) -> CostEstimate | None:
+        """Return the job's cost estimate at submission."""
+        return self.job.cost_estimate
 
 
 async def _resolve_config(
@@ -117,18 +141,31 @@ async def submit_job(
         IdempotencyKeyConflictError: the key was used with a different request.
         PackagingError: a local dataset cannot be read, or is over the provider's upload limit.
         UploadConsentRequiredError, UploadsDisabledError: the consent mode forbids this upload.
+        QueueFullError: the caller already has as many jobs waiting as the queue allows.
+        SpendingLimitExceededError: the job's estimate would take a block limit past its amount.
     """
     provider = ctx.providers.get(provider_name)
     config, dataloader, snapshot = await _resolve_config(ctx, request)
     key = request.idempotency_key
-    request_fingerprint = fingerprint(
-        {"provider": provider_name, **request.model_dump(exclude={"idempotency_key"}, exclude_none=True)}
-    )
+    request_fingerprint = ""
     if key is not None:
+        request_fingerprint = fingerprint(
+            {"provider": provider_name, **request.model_dump(exclude={"idempotency_key"}, exclude_none=True)}
+        )
         replay = await _idempotent_replay(ctx, principal, key, request_fingerprint)
         if replay is not None:
             return replay
+    await check_queued_limit(ctx, principal)
     upload_summary = await check_upload(ctx, provider, dataloader, request.upload_consent)
+    plan = await plan_job_costs(
+        ctx,
+        provider_name,
+        config,
+        dataloader,
+        hardware=request.hardware,
+        budget_usd=request.budget_usd,
+        image_count=upload_summary.image_count if upload_summary is not None else None,
+    )
 
     now = ctx.clock.now()
     values: dict[str, Any] = {
@@ -142,8 +179,7 @@ async def submit_job(
         "dataloader_config": dataloader,
         "config_snapshot": snapshot,
         "tracker_run_name": request.tracker_run_name,
-        "hardware": request.hardware,
-        "publishing": request.publishing,
+        "publishing": await seal_publishing(ctx, provider, request.publishing, config),
         "upload_consent": request.upload_consent,
         "idempotency_key": key,
         "upload_summary": upload_summary.model_dump(mode="json") if upload_summary else None,
@@ -152,7 +188,10 @@ async def submit_job(
         "dispatch_attempts": 0,
         "created_at": now,
         "updated_at": now,
+        **plan.columns(),
     }
+    if values["hardware"] is None:
+        values["hardware"] = request.hardware
     event = {
         "job_id": values["id"],
         "from_status": None,
@@ -162,10 +201,12 @@ async def submit_job(
         "created_at": now,
     }
     if key is None:
-        await ctx.job_inserter.insert(values, event)
+        admission = await ctx.job_inserter.insert(values, event, plan.reservation)
     else:
         try:
-            await _insert_with_key(ctx, principal, key, request_fingerprint, values, event)
+            admission = await _insert_with_key(
+                ctx, principal, key, request_fingerprint, values, event, plan.reservation
+            )
         except IntegrityError:
             # Another request with this key committed first: its job is the answer.
             replay = await _idempotent_replay(ctx, principal, key, request_fingerprint)
@@ -173,8 +214,13 @@ async def submit_job(
                 raise
             return replay
     ctx.wake_dispatcher()
-    job = JobRow(**values)
-    return SubmitResult(job=job_detail(job, [JobEventRow(**event)], now), idempotent_hit=False)
+    # The reply is built from the values just written (a namespace: building an ORM row costs more).
+    job = SimpleNamespace(**_UNSET_COLUMNS, **values)
+    return SubmitResult(
+        job=job_detail(job, [JobEventRow(**event)], now),
+        idempotent_hit=False,
+        warnings=[*plan.warnings, *admission.warnings],
+    )
 
 
 async def _insert_with_key(
@@ -184,14 +230,24 @@ async def _insert_with_key(
     request_fingerprint: str,
     values: dict[str, Any],
     event: dict[str, Any],
-) -> None:
+    reservation: Reservation | None,
+) -> Admission:
     """Insert a job, its first event and its idempotency key in one transaction.
+
+    With a ``reservation`` the job is first checked against its spending limits, in the same
+    transaction (see ``services.costs_admission``).
 
     Raises:
         IntegrityError: a live key for this caller already exists (another request won).
+        SpendingLimitExceededError: a block limit refused the job; nothing was written.
     """
     now = values["created_at"]
+    admission = Admission()
     async with ctx.db.transaction() as session:
+        if reservation is not None:
+            (admission,) = await admit(ctx.db, session, [reservation], now)
+            if admission.refusal is not None:
+                raise admission.refusal
         await session.execute(insert(JOBS).values(values))
         await session.execute(insert(JOB_EVENTS).values(event))
         await session.execute(
@@ -211,10 +267,12 @@ async def _insert_with_key(
                 expires_at=now + timedelta(hours=ctx.settings.idempotency_ttl_hours),
             )
         )
+    return admission
 
 
 async def preview_job(ctx: ServiceContext, provider_name: str, request: SubmitJobRequest) -> PreviewResponse:
-    """Return what submitting ``request`` would upload and whether it needs consent; change nothing.
+    """Return what submitting ``request`` would upload, whether it needs consent, what it would cost
+    and the spending limits it would count against; change nothing.
 
     Raises:
         UnknownProviderError, ConfigNotFoundError, MissingDataloaderError, InvalidConfigError,
@@ -222,8 +280,11 @@ async def preview_job(ctx: ServiceContext, provider_name: str, request: SubmitJo
             in the summary (``fits_upload_limit: false``) rather than refused.
     """
     provider = ctx.providers.get(provider_name)
-    _config, dataloader, _snapshot = await _resolve_config(ctx, request)
+    config, dataloader, _snapshot = await _resolve_config(ctx, request)
     summary = await summarize(provider, dataloader)
+    estimate, limits = await preview_costs(
+        ctx, provider_name, config, dataloader, request.hardware, summary.image_count if summary else None
+    )
     mode = (await get_cloud_settings(ctx)).upload_consent
     return PreviewResponse(
         provider=provider_name,
@@ -233,4 +294,6 @@ async def preview_job(ctx: ServiceContext, provider_name: str, request: SubmitJo
         and mode is ConsentMode.ALWAYS_ASK
         and request.upload_consent is not True,
         upload_summary=summary,
+        estimate=estimate,
+        cost_limits=limits,
     )

@@ -17,6 +17,7 @@ from cloudtuner.providers.base import CloudJobInfo, CloudTrainerService
 from cloudtuner.schemas.jobs import SyncResponse
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.dispatch import claim_due_for_sync, sync_job
+from cloudtuner.services.metrics_telemetry import timed
 from cloudtuner.services.transitions import record_event
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ async def import_unknown_runs(ctx: ServiceContext, principal: Principal, provide
     Runs made for a cloudtuner job (they carry a reference) are never imported: recovery attaches
     them to their job, and a deleted job's run stays deleted.
     """
-    runs = [run for run in await provider.list_jobs(limit=IMPORT_LIMIT) if run.reference is None]
+    listed = await timed(ctx, provider.provider_name, "list_jobs", provider.list_jobs(limit=IMPORT_LIMIT))
+    runs = [run for run in listed if run.reference is None]
     if not runs:
         return 0
     async with ctx.db.transaction() as session:
@@ -113,6 +115,7 @@ async def _add_imported_job(
         provider_job_id=run.provider_job_id,
         progress=run.progress.to_dict() if run.progress else None,
         cost_usd=run.cost_usd or 0.0,
+        cost_final=run.cost_usd is not None and status.is_terminal,
         error=run.error,
         log_length=0,
         dispatch_attempts=0,

@@ -4,17 +4,24 @@ Every change of a job's ``status`` goes through :func:`transition_job`, inside t
 transaction, on a row the caller locked with :func:`lock_job`. It checks the transition table,
 stamps the times, releases the lease when the job ends, and records the event that the timeline
 and live updates read. No other code assigns ``JobRow.status``.
+
+**End-of-job hook.** When a job reaches a final state its reserved cost estimate is released
+(``services.costs.release_reservation``): from then on it counts against spending limits with its
+real cost only. The hook only changes the row, inside the caller's transaction; it does no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import IllegalTransitionError, JobNotFoundError
 from cloudtuner.core.states import JobStatus, is_legal_transition
 from cloudtuner.db.tables import JobEventRow, JobRow
+from cloudtuner.services import costs
 
 
 async def lock_job(session: AsyncSession, job_id: str) -> JobRow:
@@ -30,6 +37,24 @@ async def lock_job(session: AsyncSession, job_id: str) -> JobRow:
     if job is None:
         raise JobNotFoundError(f"No job has the id {job_id!r}.")
     return job
+
+
+async def lock_jobs(session: AsyncSession, job_ids: Collection[str]) -> dict[str, JobRow]:
+    """Return the rows of ``job_ids`` that exist, by id, locked until the transaction ends.
+
+    Rows are locked in id order, so that two transactions locking overlapping sets cannot
+    deadlock on PostgreSQL.
+    """
+    if not job_ids:
+        return {}
+    query = (
+        select(JobRow)
+        .where(JobRow.id.in_(sorted(set(job_ids))))
+        .order_by(JobRow.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {job.id: job for job in (await session.scalars(query)).all()}
 
 
 def record_event(
@@ -92,5 +117,6 @@ def transition_job(
         job.next_sync_at = None
         if target is JobStatus.FAILED and detail and not job.error:
             job.error = detail
+        costs.release_reservation(job)
     record_event(session, job, from_status=current, cause=cause, detail=detail, now=now)
     return True

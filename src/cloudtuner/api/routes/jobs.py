@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic_core import to_json
 
 from cloudtuner.api.deps import Context, SchedulerDep, requires
@@ -58,7 +58,11 @@ def _parse_statuses(raw: list[str] | None) -> list[JobStatus] | None:
     "/submit",
     response_model=SubmitJobResponse,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={200: {"model": SubmitJobResponse, "description": "An idempotent replay: the earlier job."}, **ERRORS},
+    responses={
+        200: {"model": SubmitJobResponse, "description": "An idempotent replay: the earlier job."},
+        402: {"model": ErrorResponse, "description": "A spending limit whose action is block refused the job."},
+        **ERRORS,
+    },
     summary="Submit a training job",
 )
 async def submit_job(
@@ -71,7 +75,12 @@ async def submit_job(
     `dataloader_config`. Returns at once; the scheduler starts the job when limits allow."""
     result = await submissions.submit_job(ctx, principal, provider.strip().lower(), body)
     reply = SubmitJobResponse(
-        job_id=result.job.job_id, status=result.job.status, idempotent_hit=result.idempotent_hit, job=result.job
+        job_id=result.job.job_id,
+        status=result.job.status,
+        idempotent_hit=result.idempotent_hit,
+        estimate=result.estimate,
+        warnings=result.warnings,
+        job=result.job,
     )
     # Already validated: send it as JSON rather than have FastAPI validate the reply again.
     return Response(
@@ -124,8 +133,10 @@ async def sync_jobs(
     scheduler: SchedulerDep,
     principal: Annotated[Principal, Depends(requires(Permission.JOB_SYNC))],
 ) -> SyncResponse:
-    """Read every active job from its provider now, and import provider runs not yet known."""
-    return await sync_service.sync_jobs(ctx, principal, scheduler.owner, import_runs=True)
+    """Read every active job from its provider now, and import provider runs not yet known (for
+    callers who may see every job: an imported run becomes the caller's)."""
+    import_runs = principal.can(Permission.JOB_VIEW_ALL)
+    return await sync_service.sync_jobs(ctx, principal, scheduler.owner, import_runs=import_runs)
 
 
 @router.get("/{job_id}", response_model=JobResponse, responses=ERRORS, summary="Get a job")
@@ -163,9 +174,17 @@ async def cancel_job(
 @router.delete("/{job_id}", response_model=DeleteJobResponse, responses=ERRORS, summary="Delete a finished job")
 async def delete_job(
     job_id: str,
+    request: Request,
     ctx: Context,
     principal: Annotated[Principal, Depends(requires(Permission.JOB_DELETE_OWN, Permission.JOB_DELETE_ALL))],
+    delete_artifacts: Annotated[
+        bool, Query(description="Also delete the model files delivered back to this server.")
+    ] = False,
 ) -> DeleteJobResponse:
-    """Delete a completed, failed or cancelled job with its logs. Others get 409."""
-    await job_service.delete_job(ctx, principal, job_id)
-    return DeleteJobResponse(job_id=job_id)
+    """Delete a completed, failed or cancelled job with its logs. Others get 409. The model it
+    delivered stays in place unless `delete_artifacts=true` (files on this server only)."""
+    store = request.app.state.storage.store if delete_artifacts else None
+    deleted = await job_service.delete_job(ctx, principal, job_id, artifact_store=store)
+    return DeleteJobResponse(
+        job_id=job_id, artifacts_deleted=deleted.artifacts_deleted, artifacts_kept=deleted.artifacts_kept
+    )
