@@ -2,15 +2,19 @@
 
 A real server with no Replicate token and the fake Replicate as a process. In the browser: the
 empty job list's getting-started steps; Settings → paste the token → Save → Validate (the account
-shows); Train in Cloud → Flux LoRA preset → the dataloader pointed at a local dataset full of
-traps → Train in Cloud → the pre-submit dialog (upload summary with the excluded files, consent,
-run name) → Submit → the job page follows the run live to Completed, with the log, the loss chart
-and the cost; the job list shows it without a reload. Screenshots of each screen, light and dark,
-laptop and phone, go to test-artifacts/ui/.
+shows) → the server's public URL (so a run can deliver back to it); Train in Cloud → Flux LoRA
+preset → the dataloader pointed at a local dataset full of traps → the model delivered "Back to
+this server" → Train in Cloud → the pre-submit dialog (upload summary with the excluded files,
+consent, run name) → Submit → the job page follows the run live to Completed, with the log, the
+loss chart and the cost; the Artifacts tab lists the delivered files, and its Download link
+downloads the weights (the bytes' SHA-256 is the one the fake trainer uploaded); the job list
+shows the job without a reload; the Metrics screen counts it. Screenshots of each screen, light
+and dark, laptop and phone, go to test-artifacts/ui/.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +22,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
+from tests.e2e.delivery_support import by_path, wait_for_delivery
 from tests.e2e.harness import ServerFactory
-from tests.e2e.replicate_support import TOKEN, fake_process, fresh_fake, make_dataset
+from tests.e2e.replicate_support import TOKEN, fake_process, fresh_fake, make_dataset, runs_for_job
 from tests.e2e.ui_support import (
     PHONE,
     chromium_browser,
@@ -33,6 +38,7 @@ from tests.e2e.ui_support import (
 from tests.fakes.replicate import FakeProcess, FakeReplicateRemote
 
 RUN_SECONDS = 60.0
+WEIGHTS = "pytorch_lora_weights.safetensors"  # what the fake trainer delivers (tests/fakes/replicate/delivery.py)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +85,11 @@ def test_quick_start_from_token_to_completed_job(
     replicate.get_by_role("button", name="Validate").click()
     expect(replicate.get_by_test_id("account")).to_contain_text("cloudtuner-test")
     assert TOKEN not in page.content()  # the token is never shown back
+    # The public URL: runs deliver their outputs back to this server (the built-in S3 endpoint).
+    delivery = page.get_by_role("region", name="Delivery and uploads")
+    delivery.get_by_label("Webhook URL (public URL of this server)").fill(server.url)
+    delivery.get_by_role("button", name="Save").click()
+    expect(delivery.get_by_text("Saved.")).to_be_visible()
     screenshot(page, "02-settings")
 
     # 3. Train in Cloud: a Flux LoRA from the preset, the dataset on this machine.
@@ -97,6 +108,7 @@ def test_quick_start_from_token_to_completed_job(
     page.get_by_label("Image folder").fill(str(dataset.folder))
     screenshot(page, "03-train-dataloader")
     page.get_by_role("tab", name="Publishing").click()
+    page.get_by_role("radio", name=re.compile("Back to this server")).check()
     screenshot(page, "04-train-publishing")
 
     # 4. The pre-submit dialog.
@@ -141,11 +153,48 @@ def test_quick_start_from_token_to_completed_job(
     expect(page.get_by_role("tabpanel")).to_contain_text("my-flux-lora")
     expect(page.get_by_role("tabpanel")).to_contain_text("--max_train_steps")
     screenshot(page, "09-job-config")
+    # The delivered model: listed in the Artifacts tab, and its Download link downloads it.
     page.get_by_role("tab", name="Artifacts").click()
-    expect(page.get_by_role("tabpanel")).to_contain_text(
-        re.compile("Not available on this server yet|Download|delivered")
-    )
+    panel = page.get_by_role("tabpanel")
+    expect(panel.locator("p", has_text=f"Delivered to s3://cloudtuner/jobs/{job_id}/")).to_be_visible(timeout=30_000)
+    row = panel.locator("tr", has=page.get_by_text(WEIGHTS, exact=True))
+    expect(row).to_contain_text("Weights")
+    expect(row).to_contain_text("This server")
+    reply = wait_for_delivery(server, job_id)
+    listed = by_path(reply)
+    (run,) = runs_for_job(fake, job_id)
+    assert set(fake.run(run["id"])["delivered"]) <= set(listed), (fake.run(run["id"]), listed)
+    for path in listed:
+        expect(panel.locator("tr", has=page.get_by_text(path, exact=True))).to_be_visible()
+    weights = listed[WEIGHTS]
+    expect(row).to_contain_text(weights["sha256"][:12])
     screenshot(page, "10-job-artifacts")
+    link = row.get_by_role("link", name=f"Download {WEIGHTS}")
+    assert link.get_attribute("href") == weights["download_url"], weights
+    with page.expect_download() as download_info:
+        link.click()
+    download = download_info.value
+    assert download.suggested_filename == WEIGHTS
+    body = Path(download.path()).read_bytes()
+    assert len(body) == weights["size_bytes"] and hashlib.sha256(body).hexdigest() == weights["sha256"], weights
+    # The same URL from the page (its session), and by range (a resumed download).
+    fetched = page.evaluate(
+        """async (url) => {
+            const whole = await fetch(url);
+            const part = await fetch(url, {headers: {Range: "bytes=0-9"}});
+            return {status: whole.status, size: (await whole.arrayBuffer()).byteLength,
+                    partStatus: part.status, partSize: (await part.arrayBuffer()).byteLength,
+                    contentRange: part.headers.get("content-range")};
+        }""",
+        weights["download_url"],
+    )
+    assert fetched == {
+        "status": 200,
+        "size": weights["size_bytes"],
+        "partStatus": 206,
+        "partSize": 10,
+        "contentRange": f"bytes 0-9/{weights['size_bytes']}",
+    }, fetched
 
     # The job as the API reports it is the one the page showed.
     job = server.job(job_id)
@@ -160,8 +209,19 @@ def test_quick_start_from_token_to_completed_job(
     screenshot(page, "11-jobs-list")
     nav(page, "Metrics").click()
     expect(page.get_by_role("heading", name="Metrics")).to_be_visible()
-    expect(page.get_by_role("heading", name="Spend per day")).to_be_visible()
     expect(page.get_by_role("heading", name="Jobs by state")).to_be_visible()
+    expect(page.get_by_test_id("success-rate")).to_have_text("100%")
+    expect(page.get_by_test_id("queue-depth")).to_have_text("0")
+    spend = page.get_by_role("region", name="Spend over time")
+    expect(spend.get_by_role("img", name=re.compile(r"^Spend per day: 30 points"))).to_be_visible()
+    spend.get_by_role("button", name="Per provider").click()
+    expect(
+        spend.get_by_role("img", name=re.compile(r"^Spend per provider, per day: 30 points, latest replicate"))
+    ).to_be_visible()
+    spend.get_by_role("button", name="Per hardware").click()
+    expect(
+        spend.get_by_role("img", name=re.compile(r"^Spend per hardware, per [\d.]+ days: 15 points, latest \S+ \$"))
+    ).to_be_visible()
     screenshot(page, "12-metrics")
     errors.check()
     page.context.close()

@@ -19,10 +19,17 @@ function cssVar(name, fallback) {
   return value || fallback;
 }
 
-// xs, ys: arrays of numbers. label: accessible description of the chart.
-export function LineChart({ xs, ys, title, yLabel, xLabel = "step", color = "--accent", log = false, height = 220, time = false, format = shortNumber }) {
+// Colours of the lines of a chart with several series, in order.
+export const SERIES_COLORS = ["--accent", "--accent-2", "--warning", "--danger", "--running", "--muted"];
+
+// xs, ys: arrays of numbers; or xs and series: [{label, ys}] for several lines (with a legend).
+// The figure's accessible name says how many points there are and the latest value(s).
+export function LineChart({ xs, ys, series, title, yLabel, xLabel = "step", color = "--accent", log = false, height = 220, time = false, format = shortNumber }) {
   const host = useRef(null);
   const chart = useRef(null);
+  const lines = series || [{ label: yLabel, ys, color }];
+  const shape = lines.map((l) => l.label).join("\u0000");
+  const data = [xs, ...lines.map((l) => l.ys)];
   useEffect(() => {
     let disposed = false;
     let observer = null;
@@ -44,9 +51,17 @@ export function LineChart({ xs, ys, title, yLabel, xLabel = "step", color = "--a
           { stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, label: time ? undefined : xLabel },
           { stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, size: 70, values: (u, values) => values.map(format) },
         ],
-        series: [{}, { label: yLabel, stroke: cssVar(color, "#3b5bdb"), width: 2, points: { show: xs.length < 60 } }],
+        series: [
+          {},
+          ...lines.map((l, i) => ({
+            label: l.label,
+            stroke: cssVar(l.color || SERIES_COLORS[i % SERIES_COLORS.length], "#3b5bdb"),
+            width: 2,
+            points: { show: xs.length < 60 },
+          })),
+        ],
       };
-      chart.current = new UPlot(options, [xs, ys], host.current);
+      chart.current = new UPlot(options, data, host.current);
       observer = new ResizeObserver(() => {
         if (chart.current && host.current) chart.current.setSize({ width: host.current.clientWidth, height });
       });
@@ -58,11 +73,17 @@ export function LineChart({ xs, ys, title, yLabel, xLabel = "step", color = "--a
       if (chart.current) chart.current.destroy();
       chart.current = null;
     };
-  }, [log, height, color, time]);
+  }, [log, height, color, time, shape]);
   useEffect(() => {
-    if (chart.current) chart.current.setData([xs, ys]);
-  }, [xs, ys]);
-  const last = ys.length ? ys[ys.length - 1] : null;
+    if (chart.current) chart.current.setData(data);
+  }, [xs, ys, series]);
+  const lastOf = (values) => (values && values.length ? values[values.length - 1] : null);
+  const last = series ? null : lastOf(ys);
+  const latest = series
+    ? lines.map((l) => `${l.label} ${format(lastOf(l.ys))}`).join(", ")
+    : last !== null
+      ? String(last)
+      : "";
   return (
     <figure class="chart">
       <figcaption>
@@ -73,8 +94,18 @@ export function LineChart({ xs, ys, title, yLabel, xLabel = "step", color = "--a
         ref={host}
         class="chart-host"
         role="img"
-        aria-label={`${title}: ${xs.length} points${last !== null ? `, latest ${last}` : ""}`}
+        aria-label={`${title}: ${xs.length} points${latest ? `, latest ${latest}` : ""}`}
       />
+      {series ? (
+        <ul class="legend" aria-hidden="true">
+          {lines.map((l, i) => (
+            <li>
+              <span class="legend-swatch" style={{ background: `var(${l.color || SERIES_COLORS[i % SERIES_COLORS.length]})` }} />
+              {l.label}
+            </li>
+          ))}
+        </ul>
+      ) : null}
     </figure>
   );
 }

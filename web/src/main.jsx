@@ -38,16 +38,35 @@ function preloadScreens() {
 
 const THEMES = ["system", "light", "dark"];
 
-function applyTheme(theme) {
-  if (theme === "system") document.documentElement.removeAttribute("data-theme");
-  else document.documentElement.setAttribute("data-theme", theme);
+const THEME_KEY = "cloudtuner-theme";
+const systemDark = window.matchMedia("(prefers-color-scheme: dark)");
+
+function chosenTheme() {
+  try {
+    const theme = localStorage.getItem(THEME_KEY);
+    return THEMES.includes(theme) ? theme : "system";
+  } catch {
+    return "system"; // storage blocked
+  }
 }
 
+// The stylesheet has one palette per value of html[data-theme]: always "light" or "dark" here.
+function applyTheme(theme) {
+  const dark = theme === "dark" || (theme === "system" && systemDark.matches);
+  document.documentElement.setAttribute("data-theme", dark ? "dark" : "light");
+}
+applyTheme(chosenTheme());
+systemDark.addEventListener("change", () => applyTheme(chosenTheme()));
+
 function ThemeToggle() {
-  const [theme, setTheme] = useState(() => localStorage.getItem("cloudtuner-theme") || "system");
+  const [theme, setTheme] = useState(chosenTheme);
   useEffect(() => {
     applyTheme(theme);
-    localStorage.setItem("cloudtuner-theme", theme);
+    try {
+      localStorage.setItem(THEME_KEY, theme);
+    } catch {
+      // Not remembered; it still applies to this page.
+    }
   }, [theme]);
   const next = THEMES[(THEMES.indexOf(theme) + 1) % THEMES.length];
   const icon = theme === "dark" ? "☾" : theme === "light" ? "☀" : "◐";

@@ -314,7 +314,7 @@ export function JobList({ route }) {
       ) : null}
       {jobs.length ? (
         <div class="table-wrap" aria-busy={loading ? "true" : "false"}>
-          <table class="jobs-table">
+          <table class="jobs-table phone-cards">
             <caption class="visually-hidden">Jobs, newest first{filtered ? " (filtered)" : ""}</caption>
             <thead>
               <tr>

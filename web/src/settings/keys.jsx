@@ -1,8 +1,9 @@
 // API keys (issue 6): create with scopes (the key is shown once), list, revoke.
-import { useEffect, useState } from "preact/hooks";
-import { api, optional } from "../api.js";
+import { useState } from "preact/hooks";
+import { api } from "../api.js";
 import { CopyButton, ErrorNote, Field, NotAvailable, Notice, Section } from "../components.jsx";
 import { dateTime } from "../format.js";
+import { useResource, useAction } from "../resource.js";
 import { session } from "../session.js";
 
 export const SCOPES = [
@@ -19,54 +20,35 @@ export const SCOPES = [
 
 const BASE = "/api/cloud/auth/api-keys";
 
-function keysOf(data) {
-  return (data && (data.keys || data.api_keys || data.items)) || (Array.isArray(data) ? data : []);
-}
-
 export function ApiKeysSection() {
-  const [state, setState] = useState({ loading: true });
+  const keyList = useResource(BASE);
+  const action = useAction();
   const [name, setName] = useState("");
   const [days, setDays] = useState("90");
   const [scopes, setScopes] = useState(new Set(["job.submit", "job.view.own"]));
   const [created, setCreated] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
 
-  const load = () =>
-    optional(BASE)
-      .then((reply) => setState({ loading: false, ...reply }))
-      .catch((e) => setState({ loading: false, error: e }));
-  useEffect(() => {
-    load();
-  }, []);
-
-  const create = async (event) => {
+  const create = (event) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const reply = await api(BASE, {
-        method: "POST",
-        body: { name: name.trim(), expires_days: days ? Number(days) : null, scoped_permissions: [...scopes] },
-      });
-      setCreated({ key: reply.key || reply.api_key || reply.token || reply.secret, info: reply });
-      setName("");
-      load();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-    }
+    setCreated(null);
+    action.run(
+      () =>
+        api(BASE, {
+          method: "POST",
+          body: { name: name.trim(), expires_days: days ? Number(days) : null, scoped_permissions: [...scopes] },
+        }),
+      {
+        name: "create",
+        then: (reply) => {
+          setCreated(reply);
+          setName("");
+          return keyList.reload();
+        },
+      },
+    );
   };
-  const revoke = async (key) => {
-    setError(null);
-    try {
-      await api(`${BASE}/${encodeURIComponent(key.id || key.key_id || key.prefix)}`, { method: "DELETE" });
-      load();
-    } catch (e) {
-      setError(e);
-    }
-  };
+  const revoke = (key) =>
+    action.run(() => api(`${BASE}/${encodeURIComponent(key.id)}`, { method: "DELETE" }), { then: keyList.reload });
   const toggle = (scope) => {
     const next = new Set(scopes);
     if (next.has(scope)) next.delete(scope);
@@ -74,7 +56,7 @@ export function ApiKeysSection() {
     setScopes(next);
   };
 
-  if (!state.loading && !state.error && !state.available)
+  if (keyList.missing)
     return (
       <Section title="API keys" id="api-keys">
         <NotAvailable what="Creating API keys" issue={6} />
@@ -90,10 +72,10 @@ export function ApiKeysSection() {
         </Notice>
       </Section>
     );
-  const keys = keysOf(state.data);
+  const keys = (keyList.data && keyList.data.api_keys) || [];
   return (
     <Section title="API keys" id="api-keys" description="For scripts and CI: send as Authorization: Bearer stk_…">
-      <ErrorNote error={state.error} />
+      <ErrorNote error={keyList.error}>API keys could not be loaded</ErrorNote>
       <form onSubmit={create} class="stack">
         <div class="form-grid">
           <Field label="Name">
@@ -112,11 +94,11 @@ export function ApiKeysSection() {
             </label>
           ))}
         </fieldset>
-        <button type="submit" class="button button-primary" disabled={busy || !name.trim() || !scopes.size}>
-          {busy ? "Creating…" : "Create New Key"}
+        <button type="submit" class="button button-primary" disabled={action.busy || !name.trim() || !scopes.size}>
+          {action.busy === "create" ? "Creating…" : "Create New Key"}
         </button>
       </form>
-      <ErrorNote error={error} />
+      <ErrorNote error={action.error} />
       {created ? (
         <Notice kind="success" title="Your new key: copy it now, it is not shown again">
           <div class="secret-row">
@@ -143,12 +125,12 @@ export function ApiKeysSection() {
               {keys.map((k) => (
                 <tr>
                   <td>{k.name}</td>
-                  <td class="mono">{k.prefix || k.key_prefix || ""}…</td>
-                  <td class="small">{(k.scoped_permissions || k.scopes || []).join(", ")}</td>
+                  <td class="mono">{k.prefix}…</td>
+                  <td class="small">{k.scoped_permissions.join(", ")}</td>
                   <td>{dateTime(k.last_used_at)}</td>
-                  <td>{k.status && k.status !== "active" ? k.status : k.revoked_at ? "revoked" : dateTime(k.expires_at)}</td>
+                  <td>{k.status !== "active" ? k.status : k.expires_at ? dateTime(k.expires_at) : "never"}</td>
                   <td>
-                    {!k.revoked_at && (!k.status || k.status === "active") ? (
+                    {k.status === "active" ? (
                       <button type="button" class="button button-small button-danger" onClick={() => revoke(k)}>
                         Revoke
                       </button>
@@ -159,7 +141,7 @@ export function ApiKeysSection() {
             </tbody>
           </table>
         </div>
-      ) : state.available ? (
+      ) : keyList.available ? (
         <p class="muted">No API key yet.</p>
       ) : null}
     </Section>

@@ -1,53 +1,48 @@
 // Queue limits (issue 7: GET /api/queue, PUT /api/queue/limits).
-import { useEffect, useState } from "preact/hooks";
-import { api, optional } from "../api.js";
+import { useState } from "preact/hooks";
+import { api } from "../api.js";
 import { ErrorNote, Field, NotAvailable, Notice, Section } from "../components.jsx";
+import { useAction, useResource } from "../resource.js";
 import { can } from "../session.js";
 
 const LIMIT_FIELDS = [
   ["max_concurrent", "Jobs running at once (all)"],
   ["max_concurrent_per_user", "Per user"],
+  ["max_concurrent_per_team", "Per team"],
   ["max_concurrent_per_provider", "Per provider"],
   ["max_queued_per_user", "Queued jobs per user"],
 ];
 
 export function QueueSection() {
-  const [state, setState] = useState({ loading: true });
-  const [limits, setLimits] = useState({});
-  const [error, setError] = useState(null);
-  const [note, setNote] = useState(null);
-  useEffect(() => {
-    optional("/api/queue")
-      .then((reply) => {
-        setState({ loading: false, ...reply });
-        if (reply.available) setLimits(reply.data.limits || {});
-      })
-      .catch((e) => setState({ loading: false, error: e }));
-  }, []);
-  if (!state.loading && !state.error && !state.available)
+  const queue = useResource("/api/queue");
+  const action = useAction();
+  const [edits, setEdits] = useState({});
+  if (queue.missing)
     return (
       <Section title="Queue" id="queue">
         <NotAvailable what="The queue and its limits" issue={7} />
       </Section>
     );
-  const save = async (event) => {
+  const limits = { ...((queue.data && queue.data.limits) || {}), ...edits };
+  const save = (event) => {
     event.preventDefault();
-    setError(null);
-    setNote(null);
-    try {
-      const body = Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, v === "" || v === null ? null : typeof v === "number" ? v : Number(v)]));
-      await api("/api/queue/limits", { method: "PUT", body });
-      setNote("Saved.");
-    } catch (e) {
-      setError(e);
-    }
+    const body = Object.fromEntries(
+      Object.entries(edits).map(([k, v]) => [k, v === "" || v === null ? null : typeof v === "number" ? v : Number(v)]),
+    );
+    action.run(() => api("/api/queue/limits", { method: "PUT", body }), {
+      note: "Saved.",
+      then: () => {
+        setEdits({});
+        return queue.reload();
+      },
+    });
   };
-  const data = state.data || {};
+  const data = queue.data || {};
   const keys = [...new Set([...LIMIT_FIELDS.map(([k]) => k), ...Object.keys(limits).filter((k) => typeof limits[k] !== "object")])];
   const labelOf = (key) => (LIMIT_FIELDS.find(([k]) => k === key) || [key, key.replaceAll("_", " ")])[1];
   return (
     <Section title="Queue" id="queue">
-      <ErrorNote error={state.error} />
+      <ErrorNote error={queue.error}>The queue could not be loaded</ErrorNote>
       {data.depth !== undefined || data.queued !== undefined ? (
         <p>
           {data.depth ?? data.queued} queued{data.running !== undefined ? `, ${data.running} running` : ""}.
@@ -58,15 +53,19 @@ export function QueueSection() {
           <div class="form-grid">
             {keys.map((key) => (
               <Field label={labelOf(key)} hint="Blank: no limit.">
-                {(props) => <input {...props} inputMode="numeric" value={limits[key] ?? ""} onInput={(e) => setLimits({ ...limits, [key]: e.target.value })} />}
+                {(props) => <input {...props} inputMode="numeric" value={limits[key] ?? ""} onInput={(e) => setEdits({ ...edits, [key]: e.target.value })} />}
               </Field>
             ))}
           </div>
-          {can("queue.manage") ? <button type="submit" class="button">Save limits</button> : null}
+          {can("queue.manage") ? (
+            <button type="submit" class="button" disabled={action.busy || !Object.keys(edits).length}>
+              Save limits
+            </button>
+          ) : null}
         </fieldset>
       </form>
-      {note ? <Notice kind="success">{note}</Notice> : null}
-      <ErrorNote error={error}>Not saved</ErrorNote>
+      {action.note ? <Notice kind="success">{action.note}</Notice> : null}
+      <ErrorNote error={action.error}>Not saved</ErrorNote>
     </Section>
   );
 }

@@ -1,59 +1,48 @@
 // Access keys of the built-in S3 endpoint (POST/GET/DELETE /api/cloud/storage/credentials).
-import { useEffect, useState } from "preact/hooks";
-import { api, optional } from "../api.js";
+import { useState } from "preact/hooks";
+import { api } from "../api.js";
 import { CopyButton, ErrorNote, Field, NotAvailable, Notice, Section } from "../components.jsx";
 import { dateTime } from "../format.js";
+import { useAction, useResource } from "../resource.js";
 
 const BASE = "/api/cloud/storage/credentials";
 
 export function StorageSection() {
-  const [state, setState] = useState({ loading: true });
+  const credentials = useResource(BASE);
+  const action = useAction();
   const [name, setName] = useState("");
   const [prefix, setPrefix] = useState("");
   const [created, setCreated] = useState(null);
-  const [error, setError] = useState(null);
-  const load = () =>
-    optional(BASE)
-      .then((reply) => setState({ loading: false, ...reply }))
-      .catch((e) => setState({ loading: false, error: e }));
-  useEffect(() => {
-    load();
-  }, []);
-  if (!state.loading && !state.error && !state.available)
+  if (credentials.missing)
     return (
       <Section title="Storage keys" id="storage">
         <NotAvailable what="The built-in S3 endpoint's keys" issue={4} />
       </Section>
     );
-  const create = async (event) => {
+  const create = (event) => {
     event.preventDefault();
-    setError(null);
-    try {
-      setCreated(await api(BASE, { method: "POST", body: { name: name.trim() || null, prefix: prefix.trim() || null } }));
-      setName("");
-      setPrefix("");
-      load();
-    } catch (e) {
-      setError(e);
-    }
+    setCreated(null);
+    action.run(() => api(BASE, { method: "POST", body: { name: name.trim() || null, prefix: prefix.trim() || null } }), {
+      name: "create",
+      then: (reply) => {
+        setCreated(reply);
+        setName("");
+        setPrefix("");
+        return credentials.reload();
+      },
+    });
   };
-  const revoke = async (id) => {
-    setError(null);
-    try {
-      await api(`${BASE}/${encodeURIComponent(id)}`, { method: "DELETE" });
-      load();
-    } catch (e) {
-      setError(e);
-    }
-  };
-  const list = ((state.data && state.data.credentials) || []).filter((c) => c.kind !== "job");
+  const revoke = (id) =>
+    action.run(() => api(`${BASE}/${encodeURIComponent(id)}`, { method: "DELETE" }), { then: credentials.reload });
+  const list = ((credentials.data && credentials.data.credentials) || []).filter((c) => c.kind !== "job");
   return (
     <Section
       title="Storage keys"
       id="storage"
       description={`This server is also an S3 endpoint (${location.origin}/api/cloud/storage) for delivered models; boto3 and aws s3 work with these keys.`}
     >
-      <ErrorNote error={state.error || error} />
+      <ErrorNote error={credentials.error}>Storage keys could not be loaded</ErrorNote>
+      <ErrorNote error={action.error} />
       <form onSubmit={create} class="inline-form">
         <Field label="Key name">
           {(props) => <input {...props} value={name} placeholder="laptop" onInput={(e) => setName(e.target.value)} />}
@@ -61,7 +50,9 @@ export function StorageSection() {
         <Field label="Limit to prefix" hint="Optional, such as models/">
           {(props) => <input {...props} value={prefix} onInput={(e) => setPrefix(e.target.value)} />}
         </Field>
-        <button type="submit" class="button">Create storage key</button>
+        <button type="submit" class="button" disabled={action.busy}>
+          {action.busy === "create" ? "Creating…" : "Create storage key"}
+        </button>
       </form>
       {created ? (
         <Notice kind="success" title="Copy the secret now: it is not shown again">
@@ -102,7 +93,7 @@ export function StorageSection() {
             </tbody>
           </table>
         </div>
-      ) : state.available ? (
+      ) : credentials.available ? (
         <p class="muted">No storage key yet; jobs get their own short-lived keys automatically.</p>
       ) : null}
     </Section>

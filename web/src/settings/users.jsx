@@ -1,43 +1,37 @@
 // Users and roles (issue 6), for admins in multi-user mode.
-import { useEffect, useState } from "preact/hooks";
-import { api, optional } from "../api.js";
+import { useState } from "preact/hooks";
+import { api } from "../api.js";
 import { ErrorNote, Field, NotAvailable, Section } from "../components.jsx";
 import { dateTime } from "../format.js";
+import { useAction, useResource } from "../resource.js";
 
 const ROLES = ["viewer", "researcher", "lead", "admin"];
 
 export function UsersSection() {
-  const [state, setState] = useState({ loading: true });
+  const userList = useResource("/api/users");
+  const action = useAction();
   const [form, setForm] = useState({ username: "", password: "", role: "researcher" });
-  const [error, setError] = useState(null);
-  const load = () =>
-    optional("/api/users")
-      .then((reply) => setState({ loading: false, ...reply }))
-      .catch((e) => setState({ loading: false, error: e }));
-  useEffect(() => {
-    load();
-  }, []);
-  if (!state.loading && !state.error && !state.available)
+  if (userList.missing)
     return (
       <Section title="Users" id="users">
         <NotAvailable what="Managing users" issue={6} />
       </Section>
     );
-  const create = async (event) => {
+  const create = (event) => {
     event.preventDefault();
-    setError(null);
-    try {
-      await api("/api/users", { method: "POST", body: form });
-      setForm({ username: "", password: "", role: "researcher" });
-      load();
-    } catch (e) {
-      setError(e);
-    }
+    action.run(() => api("/api/users", { method: "POST", body: form }), {
+      name: "create",
+      then: () => {
+        setForm({ username: "", password: "", role: "researcher" });
+        return userList.reload();
+      },
+    });
   };
-  const users = (state.data && (state.data.users || state.data.items)) || [];
+  const users = (userList.data && userList.data.users) || [];
   return (
     <Section title="Users" id="users">
-      <ErrorNote error={state.error || error} />
+      <ErrorNote error={userList.error}>Users could not be loaded</ErrorNote>
+      <ErrorNote error={action.error} />
       <form onSubmit={create} class="inline-form">
         <Field label="Username">{(p) => <input {...p} required value={form.username} onInput={(e) => setForm({ ...form, username: e.target.value })} />}</Field>
         <Field label="Password">{(p) => <input {...p} type="password" required autocomplete="new-password" value={form.password} onInput={(e) => setForm({ ...form, password: e.target.value })} />}</Field>
@@ -48,7 +42,7 @@ export function UsersSection() {
             </select>
           )}
         </Field>
-        <button type="submit" class="button">Add user</button>
+        <button type="submit" class="button" disabled={action.busy}>Add user</button>
       </form>
       <div class="table-wrap">
         <table class="data-table">
