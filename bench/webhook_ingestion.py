@@ -26,10 +26,12 @@ headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature: v1,<base64 
 and posted to ``/api/webhooks/replicate?job_id=<id>``, the URL the server gave the run. A share of
 deliveries (``--duplicates``) is sent a second time with the same ``webhook-id`` and a new
 timestamp and signature, as a retry is; those must be answered ``duplicate: true``. Each job's
-deliveries go out in order. They are signed just before each phase, so none is stale.
+deliveries go out in order. They are signed just before each phase, so none is stale
+(``_webhook_deliveries.py`` builds and signs them).
 
-The load comes from this script run as a separate process (``--loadgen``), on uvloop when it is
-installed, over keep-alive connections with hand-written HTTP/1.1 requests:
+The load comes from this script run as a separate process (``--loadgen``, which runs
+``_webhook_loadgen.py``), on uvloop when it is installed, over keep-alive connections with
+hand-written HTTP/1.1 requests:
 
 * **capacity** (closed loop): ``--concurrency`` connections, each sending its jobs' deliveries
   one after another as fast as the replies come, enough to keep the one-process server busy.
@@ -55,20 +57,16 @@ of the target-rate phase against 50 ms (with every delivery answered and the off
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import hashlib
-import hmac
 import importlib.util
 import json
 import math
 import os
 import pstats
 import random
-import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +88,12 @@ from _harness import (
     verdict,
     wait_ready,
 )
-from _loadgen import read_reply
+from _webhook_deliveries import ERROR_TEXT, HOOK_PATH, LEARNING_RATE, STEP_STRIDE, Delivery, DeliveryBuilder, Job
+from _webhook_loadgen import run_loadgen, write_plan
 
 TARGET_EVENTS_PER_SECOND = 1000.0
 TARGET_P99_MS = 50.0
 TOKEN = "r8_benchWebhookIngestion0000000000000000"
-HOOK_PATH = "/api/webhooks/replicate"
-STEP_STRIDE = 5  # training steps between two progress lines
-SUCCEED_EVERY = 4  # every 4th job ends succeeded ...
-FAIL_EVERY = 20  # ... every 20th (offset by 7) ends failed; the rest stay running
-FAIL_OFFSET = 7
-ERROR_TEXT = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 44.53 GiB total capacity)"
-LEARNING_RATE = "0.0001"
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -184,29 +176,6 @@ def submit_body(dataset: Path, index: int, total_steps: int) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Job:
-    """One job and what the bench has told the server about it so far."""
-
-    index: int
-    job_id: str
-    run_id: str = ""
-    prediction: dict[str, Any] = field(default_factory=dict)
-    logs: str = ""
-    step: int = 0
-    sent: int = 0  # deliveries built so far (webhook ids are numbered by it)
-    final_status: str = "running"  # the status its last delivery implies
-    final_logs: str = ""
-
-    @property
-    def outcome(self) -> str:
-        if self.index % FAIL_EVERY == FAIL_OFFSET:
-            return "failed"
-        if self.index % SUCCEED_EVERY == 0:
-            return "completed"
-        return "running"
-
-
 def wait_until(what: str, probe: Any, deadline_seconds: float, interval: float = 0.2) -> Any:
     """Call ``probe`` until it returns something true; raise BenchError after the deadline."""
     deadline = time.monotonic() + deadline_seconds
@@ -266,266 +235,6 @@ def create_jobs(port: int, fake_port: int, work: Path, args: argparse.Namespace,
 
         wait_until("the fake's own webhooks to be delivered", quiet, args.setup_timeout, interval=0.3)
     return jobs
-
-
-# --- deliveries ---------------------------------------------------------------------------------
-
-
-def sign(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """Standard Webhooks: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``."""
-    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-def progress_line(step: int, total: int, loss: float) -> str:
-    """A SimpleTuner tqdm line, e.g. ``Epoch 2/9, Steps:  12%|█         | 120/1000 [...]``."""
-    percent = 100 * step // total
-    bar = ("█" * (percent // 10)).ljust(10)
-    epochs = max(1, math.ceil(total / 120))
-    epoch = min(epochs, 1 + (step - 1) // 120)
-    elapsed, remaining = int(step * 1.6), int((total - step) * 1.6)
-    return (
-        f"Epoch {epoch}/{epochs}, Steps: {percent:3d}%|{bar}| {step}/{total} "
-        f"[{elapsed // 60:02d}:{elapsed % 60:02d}<{remaining // 60:02d}:{remaining % 60:02d}, "
-        f"1.60s/it, lr={LEARNING_RATE}, step_loss={loss:.4f}]"
-    )
-
-
-def iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
-
-
-@dataclass
-class Delivery:
-    """One request to send and the reply it must get."""
-
-    job: int
-    request: bytes
-    duplicate: bool
-    status: str  # the job status the reply must show (ignored for duplicates)
-
-
-class DeliveryBuilder:
-    """Makes each job's next delivery: the prediction with a longer log, signed now."""
-
-    def __init__(self, secret: str, port: int, total_steps: int, args: argparse.Namespace) -> None:
-        self.key = base64.b64decode(secret.removeprefix("whsec_"))
-        self.port = port
-        self.total_steps = total_steps
-        self.lines_per_event = args.lines_per_event
-        self.rng = random.Random(args.seed)
-        self.duplicates = args.duplicates
-        self.timestamp = int(time.time())
-
-    def request(self, job: Job, webhook_id: str, body: bytes, timestamp: int) -> bytes:
-        head = (
-            f"POST {HOOK_PATH}?job_id={job.job_id} HTTP/1.1\r\n"
-            f"Host: {HOST}:{self.port}\r\n"
-            "User-Agent: Replicate-Webhook/1.0\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"webhook-id: {webhook_id}\r\n"
-            f"webhook-timestamp: {timestamp}\r\n"
-            f"webhook-signature: {sign(self.key, webhook_id, timestamp, body)}\r\n"
-            "\r\n"
-        )
-        return head.encode() + body
-
-    def next(self, job: Job, *, last: bool) -> list[Delivery]:
-        """Return the job's next delivery (and its retry, for a share of them)."""
-        prediction = dict(job.prediction)
-        lines = []
-        for _ in range(self.lines_per_event):
-            job.step = min(self.total_steps, job.step + STEP_STRIDE)
-            loss = 0.04 + 0.14 * math.exp(-3.0 * job.step / self.total_steps) + self.rng.uniform(-0.01, 0.01)
-            lines.append(progress_line(job.step, self.total_steps, loss))
-        job.logs += "".join(line + "\n" for line in lines)
-        status = "running"
-        if last and job.outcome == "completed":
-            job.logs += f"Saving checkpoint to /outputs/flux-lora-{job.index}/checkpoint-{job.step}\n"
-            job.logs += f"Training complete. Output: /outputs/flux-lora-{job.index}\n"
-            prediction.update(
-                status="succeeded",
-                completed_at=iso(time.time()),
-                output=f"https://replicate.delivery/xezq/{job.run_id}/trained_model.tar",
-                metrics={"predict_time": 1834.2, "total_time": 1840.7},
-            )
-            status = "completed"
-        elif last and job.outcome == "failed":
-            job.logs += (
-                f'Traceback (most recent call last):\n  File "/src/train.py", line 212\nRuntimeError: {ERROR_TEXT}\n'
-            )
-            prediction.update(
-                status="failed", completed_at=iso(time.time()), error=ERROR_TEXT, metrics={"predict_time": 911.5}
-            )
-            status = "failed"
-        else:
-            prediction["status"] = "processing"
-        prediction["logs"] = job.logs
-        body = json.dumps(prediction, ensure_ascii=False).encode()
-        job.sent += 1
-        webhook_id = f"msg_{job.run_id}_{job.sent:05d}"
-        job.final_status, job.final_logs = status, job.logs
-        deliveries = [Delivery(job.index, self.request(job, webhook_id, body, self.timestamp), False, status)]
-        if self.rng.random() < self.duplicates:
-            # A retry: same id and body, new attempt time and signature.
-            deliveries.append(
-                Delivery(job.index, self.request(job, webhook_id, body, self.timestamp + 1), True, status)
-            )
-        return deliveries
-
-
-# --- load generator (a child process) -------------------------------------------------------------
-
-
-def write_plan(path: Path, plan: dict[str, Any], deliveries: list[Delivery]) -> None:
-    """Store requests in one binary file and their order and expectations in a JSON plan."""
-    blob = path.with_suffix(".bin")
-    entries = []
-    offset = 0
-    with blob.open("wb") as out:
-        for item in deliveries:
-            out.write(item.request)
-            entries.append([offset, len(item.request), item.job, item.duplicate, item.status])
-            offset += len(item.request)
-    plan["blob"] = str(blob)
-    plan["entries"] = entries
-    path.write_text(json.dumps(plan))
-
-
-async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    status, body, keep = await read_reply(reader)
-    if not keep:
-        raise ConnectionError("the server closed a keep-alive connection")
-    return status, body
-
-
-class Checker:
-    """Checks replies against what each delivery must get."""
-
-    def __init__(self, job_ids: list[str]) -> None:
-        self.job_ids = job_ids
-        self.statuses: dict[int, int] = {}
-        self.bad: list[str] = []
-        self.bad_count = 0
-        self.duplicates = 0
-
-    def check(self, entry: list[Any], status: int, body: bytes) -> None:
-        self.statuses[status] = self.statuses.get(status, 0) + 1
-        _, _, job, duplicate, expected = entry
-        problem = ""
-        try:
-            reply = json.loads(body)
-        except ValueError:
-            reply = None
-        if status != 200 or not isinstance(reply, dict):
-            problem = f"HTTP {status} {body[:200]!r}"
-        elif reply.get("duplicate") is not duplicate:
-            problem = f"duplicate={reply.get('duplicate')} (expected {duplicate}): {reply}"
-        elif not duplicate and (reply.get("job_id"), reply.get("status")) != (self.job_ids[job], expected):
-            problem = f"expected job {self.job_ids[job]} {expected}, got {reply}"
-        self.duplicates += bool(duplicate)
-        if problem:
-            self.bad_count += 1
-            if len(self.bad) < 10:
-                self.bad.append(problem)
-
-
-async def closed_loop(plan: dict[str, Any], blob: memoryview, checker: Checker) -> dict[str, Any]:
-    """Each connection sends its own list of deliveries, one after another."""
-    entries = plan["entries"]
-    perf = time.perf_counter
-
-    async def connection(indexes: list[int], times: list[list[float]]) -> float:
-        reader, writer = await asyncio.open_connection(HOST, plan["port"])
-        try:
-            for index in indexes:
-                offset, length = entries[index][0], entries[index][1]
-                began = perf()
-                writer.write(blob[offset : offset + length])
-                status, body = await _read_reply(reader)
-                times.append([began, perf()])
-                checker.check(entries[index], status, body)
-        finally:
-            writer.close()
-        return perf()
-
-    times: list[list[list[float]]] = [[] for _ in plan["connections"]]
-    started = perf()
-    finished = await asyncio.wait_for(
-        asyncio.gather(*(connection(indexes, times[n]) for n, indexes in enumerate(plan["connections"]))),
-        timeout=plan["deadline"],
-    )
-    return {"started": started, "finished": list(finished), "times": times}
-
-
-async def open_loop(plan: dict[str, Any], blob: memoryview, checker: Checker) -> dict[str, Any]:
-    """Deliveries fall due at a fixed rate; each waits for its job's previous one and a free connection."""
-    entries = plan["entries"]
-    rate = plan["rate"]
-    perf = time.perf_counter
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(plan["pool"]):
-        pool.put_nowait(await asyncio.open_connection(HOST, plan["port"]))
-    done_events = [asyncio.Event() for _ in entries]
-    previous: dict[int, int] = {}
-    after = []
-    for index, entry in enumerate(entries):
-        after.append(previous.get(entry[2], -1))
-        previous[entry[2]] = index
-    times: list[list[float]] = [[0.0, 0.0, 0.0] for _ in entries]
-
-    async def send(index: int, due: float) -> None:
-        if after[index] >= 0:
-            await done_events[after[index]].wait()
-        reader, writer = await pool.get()
-        try:
-            offset, length = entries[index][0], entries[index][1]
-            sent = perf()
-            writer.write(blob[offset : offset + length])
-            status, body = await _read_reply(reader)
-            times[index] = [due, sent, perf()]
-            checker.check(entries[index], status, body)
-        finally:
-            pool.put_nowait((reader, writer))
-            done_events[index].set()
-
-    tasks = []
-    started = perf()
-    for index in range(len(entries)):
-        due = started + index / rate
-        delay = due - perf()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send(index, due)))
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=plan["deadline"])
-    while not pool.empty():
-        pool.get_nowait()[1].close()
-    return {"started": started, "times": times}
-
-
-def run_loadgen(plan_path: Path) -> int:
-    plan = json.loads(plan_path.read_text())
-    blob = memoryview(Path(plan["blob"]).read_bytes())
-    checker = Checker(plan["job_ids"])
-    runner = closed_loop if plan["mode"] == "closed" else open_loop
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    try:
-        import uvloop
-
-        result = uvloop.run(runner(plan, blob, checker))
-    except ImportError:
-        result = asyncio.run(runner(plan, blob, checker))
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    result.update(
-        statuses=checker.statuses,
-        bad=checker.bad,
-        bad_count=checker.bad_count,
-        duplicates=checker.duplicates,
-        cpu_seconds=(after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime),
-    )
-    Path(plan["out"]).write_text(json.dumps(result))
-    return 0
 
 
 # --- phases -------------------------------------------------------------------------------------
@@ -788,7 +497,14 @@ def main() -> int:
                         f"setup: {len(jobs)} jobs submitted, started at the fake Replicate and running in "
                         f"{time.perf_counter() - began:.1f} s"
                     )
-                    builder = DeliveryBuilder(secret, port, total_steps, args)
+                    builder = DeliveryBuilder(
+                        secret,
+                        port,
+                        total_steps,
+                        lines_per_event=args.lines_per_event,
+                        duplicates=args.duplicates,
+                        seed=args.seed,
+                    )
                     servers = Servers(server=server, fake=fake, port=port)
                     results.append(capacity_phase(jobs, builder, servers, work, args))
                     show(results[-1])

@@ -34,21 +34,26 @@ __all__ = [
     "FAKE_CONFIG",
     "L40S_PRICE_PER_SECOND",
     "SEED_CONFIG",
+    "SHORT_RUNS",
     "SLIP_NAME",
     "SYMLINK_NAME",
     "TOKEN",
     "Dataset",
     "assert_forward_only",
+    "captured_headers",
     "describe_fake",
     "download_archive",
+    "event_causes",
     "fake_process",
     "fresh_fake",
     "job_logs",
     "make_dataset",
+    "only_run",
     "post_webhook",
     "replicate_server",
     "runs_for_job",
     "seed_body",
+    "seed_submission",
     "sign",
     "signed_headers",
     "submit",
@@ -73,6 +78,9 @@ FAKE_CONFIG: dict[str, Any] = {
     "reject_unknown_input": True,
 }
 """How the fake runs for these tests: quick runs, quick webhook retries, strict input checks."""
+
+SHORT_RUNS: dict[str, Any] = {"starting_seconds": 0.2, "processing_seconds": 1.0}
+"""``fresh_fake`` settings for tests that need no more than a run's start and end: shorter runs."""
 
 SEED_CONFIG: dict[str, Any] = {
     "--model_family": "flux",
@@ -146,6 +154,13 @@ def runs_for_job(fake: FakeReplicateRemote, job_id: str) -> list[dict[str, Any]]
         if f"job_id={job_id}" in webhook or config.get("--tracker_run_name") == f"cloudtuner-{job_id}":
             found.append(run)
     return found
+
+
+def only_run(fake: FakeReplicateRemote, job_id: str) -> dict[str, Any]:
+    """Return the one prediction the fake holds for the job; fail if it holds none or several."""
+    runs = runs_for_job(fake, job_id)
+    assert len(runs) == 1, f"job {job_id} has {len(runs)} runs at Replicate: {[r['id'] for r in runs]}"
+    return runs[0]
 
 
 def download_archive(fake: FakeReplicateRemote, images_url: str) -> zipfile.ZipFile:
@@ -223,6 +238,11 @@ def wait_for_logs(server: ServerProcess, job_id: str, expected: str, timeout: fl
     return wait_until_sync(lambda: job_logs(server, job_id), lambda logs: logs == expected, timeout=timeout)
 
 
+def event_causes(job: dict[str, Any]) -> list[str]:
+    """Return the causes of the job's timeline events, oldest first."""
+    return [event["cause"] for event in job["events"]]
+
+
 def assert_forward_only(job: dict[str, Any], *, requeues: bool = False) -> list[str]:
     """Check the job's timeline is a chain that only moves forward; return its states in order.
 
@@ -257,6 +277,16 @@ def signed_headers(secret: str, webhook_id: str, body: bytes, *, timestamp: int 
         "webhook-id": webhook_id,
         "webhook-timestamp": str(when),
         "webhook-signature": sign(secret, webhook_id, when, body),
+    }
+
+
+def captured_headers(delivery: dict[str, Any]) -> dict[str, str]:
+    """Return the headers the fake sent with a delivery from its webhook log, to send it again."""
+    return {
+        "content-type": "application/json",
+        "webhook-id": delivery["message_id"],
+        "webhook-timestamp": str(delivery["webhook_timestamp"]),
+        "webhook-signature": delivery["signature"],
     }
 
 
@@ -336,3 +366,8 @@ def seed_body(dataset_folder: Path, *, consent: bool | None = True, **extra: Any
         body["upload_consent"] = consent
     body.update(extra)
     return body
+
+
+def seed_submission(root: Path) -> dict[str, Any]:
+    """Return the seed tutorial's submission, with upload consent, of a fresh dataset under ``root``."""
+    return seed_body(make_dataset(root).folder)

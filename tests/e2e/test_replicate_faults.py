@@ -22,15 +22,16 @@ import pytest
 from tests.e2e.harness import ServerFactory
 from tests.e2e.replicate_support import (
     L40S_PRICE_PER_SECOND,
+    SHORT_RUNS,
     assert_forward_only,
+    event_causes,
     fake_process,
     fresh_fake,
     job_logs,
-    make_dataset,
+    only_run,
     post_webhook,
     replicate_server,
-    runs_for_job,
-    seed_body,
+    seed_submission,
     signed_headers,
     submit,
     wait_for_job,
@@ -49,24 +50,13 @@ def fake_proc() -> Iterator[FakeProcess]:
 @pytest.fixture
 def fake(fake_proc: FakeProcess) -> Iterator[FakeReplicateRemote]:
     """The module's fake, reset, with shorter runs than the happy path's."""
-    yield from fresh_fake(fake_proc, starting_seconds=0.2, processing_seconds=1.0)
+    yield from fresh_fake(fake_proc, **SHORT_RUNS)
 
 
 @pytest.fixture
 def body(tmp_path: Path) -> dict[str, Any]:
     """The seeds' inline submission with a small local dataset and upload consent."""
-    return seed_body(make_dataset(tmp_path).folder)
-
-
-def only_run(fake: FakeReplicateRemote, job_id: str) -> dict[str, Any]:
-    """Return the one prediction the fake holds for the job; fail if it holds none or several."""
-    runs = runs_for_job(fake, job_id)
-    assert len(runs) == 1, f"job {job_id} has {len(runs)} runs at Replicate: {[r['id'] for r in runs]}"
-    return runs[0]
-
-
-def causes(job: dict[str, Any]) -> list[str]:
-    return [event["cause"] for event in job["events"]]
+    return seed_submission(tmp_path)
 
 
 def moment(record: dict[str, Any]) -> float:
@@ -122,7 +112,7 @@ def test_throttled_create_is_reconciled_before_it_is_sent_again(
 def check_requeued_once(fake: FakeReplicateRemote, job: dict[str, Any]) -> None:
     """The job's first create call was refused without a run: it was looked for, then sent again."""
     assert job["dispatch_attempts"] == 2, job
-    assert "requeued" in causes(job), job["events"]
+    assert "requeued" in event_causes(job), job["events"]
     assert assert_forward_only(job, requeues=True)[-1] == "completed"
     calls = fake.requests()
     creates = [n for n, r in enumerate(calls) if (r["method"], r["path"]) == CREATE]
@@ -154,7 +144,7 @@ def test_create_call_server_errors_make_exactly_one_run(
             # Found by reference and attached: never sent again.
             assert statuses == [status], statuses
             assert job["dispatch_attempts"] == 1, job
-            assert "found the run after an interrupted start" in causes(job), job["events"]
+            assert "found the run after an interrupted start" in event_causes(job), job["events"]
             assert job["provider_job_id"] == run["id"], job
             assert assert_forward_only(job)[-1] == "completed"
         else:
@@ -287,7 +277,7 @@ def test_dropped_webhooks_fall_back_to_polling(
     run = only_run(fake, job_id)
     deliveries = fake.webhooks(run["id"])
     assert deliveries and {d["outcome"] for d in deliveries} == {"dropped"}, deliveries
-    assert not any(cause.startswith("webhook") for cause in causes(job)), job["events"]
+    assert not any(cause.startswith("webhook") for cause in event_causes(job)), job["events"]
     assert assert_forward_only(job)[-1] == "completed"
     wait_for_logs(server, job_id, fake.run(run["id"])["logs"])
 

@@ -29,8 +29,8 @@ from tests.e2e.replicate_support import (
     fake_process,
     fresh_fake,
     make_dataset,
+    only_run,
     replicate_server,
-    runs_for_job,
     seed_body,
     submit,
     trainer_input_keys,
@@ -54,7 +54,7 @@ def fake(fake_proc: FakeProcess) -> Iterator[FakeReplicateRemote]:
 
 def check_completed_job(server: ServerProcess, fake: FakeReplicateRemote, job_id: str, dataset: Dataset) -> None:
     """Everything a completed seed job must show, compared with what the fake did."""
-    (run,) = runs_for_job(fake, job_id)
+    run = only_run(fake, job_id)
     detail = fake.run(run["id"])
     assert detail["status"] == "succeeded", detail
     job = server.job(job_id)
@@ -143,7 +143,7 @@ def test_seed_job_completes_by_polling_and_an_unchanged_dataset_is_not_uploaded_
     first = submit(server, seed_body(dataset.folder))
     wait_for_job(server, first, "completed")
     check_completed_job(server, fake, first, dataset)
-    (first_run,) = runs_for_job(fake, first)
+    first_run = only_run(fake, first)
     assert first_run["webhook"] is None, first_run  # no public URL: the server polls
     assert fake.webhooks() == [], fake.webhooks()
 
@@ -151,7 +151,7 @@ def test_seed_job_completes_by_polling_and_an_unchanged_dataset_is_not_uploaded_
     second = submit(server, seed_body(dataset.folder))
     wait_for_job(server, second, "completed")
     check_completed_job(server, fake, second, dataset)
-    (second_run,) = runs_for_job(fake, second)
+    second_run = only_run(fake, second)
     uploads = fake.requests("POST", "/v1/files")
     assert len(uploads) == 1, uploads
     assert second_run["input"]["images"] == first_run["input"]["images"], (first_run, second_run)
@@ -170,7 +170,7 @@ def test_seed_job_completes_by_webhooks_alone(
     wait_for_job(server, job_id, "completed")
     check_completed_job(server, fake, job_id, dataset)
 
-    (run,) = runs_for_job(fake, job_id)
+    run = only_run(fake, job_id)
     assert run["webhook"] == f"{server.url}/api/webhooks/replicate?job_id={job_id}", run
     assert sorted(run["webhook_events_filter"]) == ["completed", "logs", "output", "start"], run
     deliveries = fake.webhooks(run["id"])

@@ -17,15 +17,17 @@ import pytest
 
 from tests.e2e.harness import ServerFactory, ServerProcess
 from tests.e2e.replicate_support import (
+    SHORT_RUNS,
     assert_forward_only,
+    captured_headers,
+    event_causes,
     fake_process,
     fresh_fake,
     job_logs,
-    make_dataset,
+    only_run,
     post_webhook,
     replicate_server,
-    runs_for_job,
-    seed_body,
+    seed_submission,
     signed_headers,
     submit,
     wait_for_job,
@@ -44,17 +46,8 @@ def fake_proc() -> Iterator[FakeProcess]:
 
 @pytest.fixture
 def fake(fake_proc: FakeProcess) -> Iterator[FakeReplicateRemote]:
-    yield from fresh_fake(fake_proc, starting_seconds=0.2, processing_seconds=1.0)
-
-
-def captured_headers(delivery: dict[str, Any]) -> dict[str, str]:
-    """The headers the fake sent with a recorded delivery."""
-    return {
-        "content-type": "application/json",
-        "webhook-id": delivery["message_id"],
-        "webhook-timestamp": str(delivery["webhook_timestamp"]),
-        "webhook-signature": delivery["signature"],
-    }
+    """The module's fake, reset, with short runs."""
+    yield from fresh_fake(fake_proc, **SHORT_RUNS)
 
 
 def wait_until_quiet(server: ServerProcess, job_id: str, fake: FakeReplicateRemote, run_id: str) -> None:
@@ -84,9 +77,9 @@ def test_bad_signatures_stale_timestamps_and_replays_change_nothing(
     server = replicate_server(servers, fake, webhooks=True, reconcile_seconds=600)
     # The run stays "processing" (its log stops early), so a forged "succeeded" would show.
     fake.script_next(outcome="hang", processing_seconds=0.5)
-    job_id = submit(server, seed_body(make_dataset(tmp_path).folder))
+    job_id = submit(server, seed_submission(tmp_path))
     wait_for_job(server, job_id, "running")
-    (run,) = runs_for_job(fake, job_id)
+    run = only_run(fake, job_id)
 
     # Once the run's log has stopped growing and the server holds all of it, capture the last
     # delivery as it was sent.
@@ -148,15 +141,15 @@ def test_disallowed_source_ip_refuses_the_fakes_webhooks_and_polling_completes_t
         assert reply.status_code == 200, reply.text
         assert reply.json()["settings"]["webhook_allowed_ips"] == ["192.0.2.0/24"], reply.json()
 
-    job_id = submit(server, seed_body(make_dataset(tmp_path).folder))
+    job_id = submit(server, seed_submission(tmp_path))
     job = wait_for_job(server, job_id, "completed")
-    (run,) = runs_for_job(fake, job_id)
+    run = only_run(fake, job_id)
 
     fake.wait_for_webhooks(1, run["id"], event="completed")
     deliveries = fake.webhooks(run["id"])
     assert deliveries and all(d["response_status"] == 403 for d in deliveries), deliveries
     assert all(json.loads(d["response_body"])["code"] == "webhook_source_forbidden" for d in deliveries), deliveries
-    assert not any(event["cause"].startswith("webhook") for event in job["events"]), job["events"]
+    assert not any(cause.startswith("webhook") for cause in event_causes(job)), job["events"]
     assert assert_forward_only(job)[-1] == "completed"
     wait_for_logs(server, job_id, fake.run(run["id"])["logs"])
 

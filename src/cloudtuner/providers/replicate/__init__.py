@@ -5,7 +5,6 @@ Public pieces: :class:`ReplicateProvider` (the provider), :class:`ReplicateOptio
 (signature verification and payload mapping, pure).
 """
 
-from cloudtuner.providers.replicate.client import CreateThrottle, RetryPolicy, Timeouts, Timing
 from cloudtuner.providers.replicate.hardware import (
     DEFAULT_HARDWARE,
     DEFAULT_PROFILES,
@@ -15,6 +14,7 @@ from cloudtuner.providers.replicate.hardware import (
 )
 from cloudtuner.providers.replicate.options import ReplicateOptions, TrainerVersion
 from cloudtuner.providers.replicate.provider import ReplicateProvider
+from cloudtuner.providers.replicate.retries import CreateThrottle, RetryPolicy, Timeouts, Timing
 
 __all__ = [
     "DEFAULT_HARDWARE",

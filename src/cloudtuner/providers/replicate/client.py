@@ -1,4 +1,4 @@
-"""The HTTP side of the Replicate provider: auth, timeouts, bounded retries and error mapping.
+"""The HTTP side of the Replicate provider: auth, bounded calls and error mapping.
 
 Contracts:
 
@@ -6,18 +6,19 @@ Contracts:
   ``Authorization: Bearer``; it is never stored here, logged or put in an exception.
 * One :class:`httpx.AsyncClient` with ``trust_env=True`` (proxies from ``HTTPS_PROXY``,
   ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``; ``SSL_CERT_DIR``), the CA bundle from the
-  settings (:func:`tls_verification`) and explicit timeouts; closed by :meth:`ReplicateHTTP.aclose`.
-  A proxy or CA bundle that cannot be used stops the server at start with a ``ConfigurationError``.
+  settings (:func:`.network.tls_verification`) and explicit :class:`.retries.Timeouts`; closed by
+  :meth:`ReplicateHTTP.aclose`. A proxy or CA bundle that cannot be used stops the server at start
+  with a ``ConfigurationError``.
 * Calls marked ``retry=True`` (reads, cancel, file upload) are repeated on 429, 500, 502, 503,
   504 and on connection errors and timeouts, with exponential backoff and jitter, honouring
-  ``Retry-After``, bounded by :class:`RetryPolicy` (tries and a total time budget). A TLS
+  ``Retry-After``, bounded by :class:`.retries.RetryPolicy` (tries and a total time budget). A TLS
   certificate that cannot be verified is not retried. Calls with ``retry=False`` (creating a
   prediction) are sent exactly once.
-* A create call goes through a :class:`CreateGate`: a 429 on it (nothing was created) raises
-  ``ProviderUnavailableError`` and closes the gate for ``Retry-After`` (capped; without the header,
-  a growing backoff with jitter), so the caller's next create call, after reconciling, waits for
-  the time Replicate asked for instead of being refused again.
-* Time, waits and jitter come from :class:`Timing`, so tests never sleep.
+* A create call goes through a :class:`.retries.CreateGate`: a 429 on it (nothing was created)
+  raises ``ProviderUnavailableError`` and closes the gate for ``Retry-After`` (capped; without the
+  header, a growing backoff with jitter), so the caller's next create call, after reconciling,
+  waits for the time Replicate asked for instead of being refused again.
+* Time, waits and jitter come from :class:`.retries.Timing`, so tests never sleep.
 * Replies become errors here: 401 → ``ProviderAuthError``; 402 → ``ProviderRejectedError``
   (insufficient credit); 407 (a proxy wants credentials) → ``ProviderUnavailableError``;
   413 → ``ProviderRejectedError`` (file too large); other 4xx →
@@ -30,39 +31,75 @@ Contracts:
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import logging
-import random
 import ssl
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from cloudtuner.core.clock import utcnow
 from cloudtuner.core.errors import (
     ConfigurationError,
     ProviderAuthError,
     ProviderRejectedError,
     ProviderUnavailableError,
 )
+from cloudtuner.providers.replicate.network import (
+    CA_BUNDLE_VARIABLES,
+    PROXY_VARIABLES,
+    certificate_rejected,
+    environment_proxies,
+    tls_verification,
+    unusable_proxy_message,
+)
+from cloudtuner.providers.replicate.retries import (
+    RETRY_STATUSES,
+    CreateGate,
+    CreateThrottle,
+    RetryPolicy,
+    Timeouts,
+    Timing,
+    retry_after_seconds,
+)
+
+__all__ = [
+    "CA_BUNDLE_VARIABLES",
+    "INSUFFICIENT_CREDIT_MESSAGE",
+    "INVALID_TOKEN_ADVICE",
+    "NOT_R8_NOTE",
+    "NOT_SENT",
+    "NOT_SET_MESSAGE",
+    "OUTCOME_UNKNOWN",
+    "PROXY_VARIABLES",
+    "RETRY_STATUSES",
+    "TOKEN_PAGE",
+    "BodyFactory",
+    "CreateGate",
+    "CreateThrottle",
+    "ReplicateHTTP",
+    "RetryPolicy",
+    "Timeouts",
+    "Timing",
+    "TokenSource",
+    "clean_token",
+    "decode_json",
+    "environment_proxies",
+    "invalid_token_message",
+    "problem_detail",
+    "retry_after_seconds",
+    "tls_verification",
+]
+"""The retry and network names are defined in :mod:`.retries` and :mod:`.network` and stay
+importable from here, where callers have always found them."""
 
 log = logging.getLogger(__name__)
 
 TokenSource = Callable[[], Awaitable[str | None]]
 BodyFactory = Callable[[], AsyncIterator[bytes]]
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 TOKEN_PAGE = "https://replicate.com/account/api-tokens"  # noqa: S105 - a web page, not a secret
-CA_BUNDLE_VARIABLES = "CLOUDTUNER_REPLICATE_CA_BUNDLE, REQUESTS_CA_BUNDLE or SSL_CERT_FILE"
-PROXY_VARIABLES = "HTTPS_PROXY, HTTP_PROXY or ALL_PROXY"
+
 
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError, httpx.UnsupportedProtocol)
 """Failures that happen before the request can have reached Replicate."""
@@ -85,151 +122,6 @@ INSUFFICIENT_CREDIT_MESSAGE = (
     "Replicate refused the run: insufficient credit. Add credit at https://replicate.com/account/billing "
     "and wait a few minutes before submitting again."
 )
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Where the HTTP layer gets time, waits and randomness: the seam tests replace.
-
-    ``monotonic`` measures budgets and gates, ``now`` (aware UTC) reads ``Retry-After`` dates,
-    ``sleep`` waits, and ``jitter`` returns a number in ``[0, 1)``.
-    """
-
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    monotonic: Callable[[], float] = time.monotonic
-    now: Callable[[], datetime] = utcnow
-    jitter: Callable[[], float] = random.random
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How retryable calls are repeated: at most ``attempts`` tries within ``budget_seconds``.
-
-    The wait before try ``n + 1`` is ``Retry-After`` when the reply has one (plus up to
-    ``retry_after_jitter`` of it, so that clients told the same time do not return together), else
-    half of ``min(max_delay, base_delay * 2**n)`` plus a random part up to the other half. A wait
-    that would end after the budget is not taken: the call fails instead.
-    """
-
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 4.0
-    budget_seconds: float = 10.0
-    retry_after_jitter: float = 0.1
-
-    def backoff(self, retry_number: int, jitter: float | None = None) -> float:
-        """Return the wait before retry ``retry_number`` (0 for the first retry) without a hint.
-
-        ``jitter`` in ``[0, 1)`` picks the point in the upper half of the ceiling (default: random).
-        """
-        if jitter is None:
-            jitter = random.random()  # noqa: S311 - jitter, not a secret
-        ceiling = min(self.max_delay, self.base_delay * (2.0 ** min(retry_number, 62)))
-        return ceiling / 2 + (ceiling / 2) * _unit(jitter)
-
-    def wait(self, retry_number: int, hint: float | None, jitter: float) -> float:
-        """Return the wait before retry ``retry_number``: ``Retry-After`` (``hint``) if given, else backoff."""
-        if hint is not None:
-            return hint * (1.0 + self.retry_after_jitter * _unit(jitter))
-        return self.backoff(retry_number, jitter)
-
-
-@dataclass(frozen=True)
-class CreateThrottle:
-    """How long create calls wait after Replicate rate-limited one (HTTP 429: nothing was created).
-
-    ``Retry-After`` is honoured up to ``max_wait_seconds``; without it the wait grows with each
-    429 in a row (``base_delay * 2**n`` with jitter, at most ``max_delay``).
-    """
-
-    max_wait_seconds: float = 60.0
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    retry_after_jitter: float = 0.1
-
-    def delay(self, strikes: int, hint: float | None, jitter: float) -> float:
-        """Return the wait after the ``strikes``-th 429 in a row (1 for the first)."""
-        policy = RetryPolicy(
-            base_delay=self.base_delay, max_delay=self.max_delay, retry_after_jitter=self.retry_after_jitter
-        )
-        return min(self.max_wait_seconds, policy.wait(max(0, strikes - 1), hint, jitter))
-
-
-@dataclass
-class CreateGate:
-    """Holds create calls back after a 429, for the time Replicate asked (capped); see :class:`CreateThrottle`.
-
-    Shared by every create call of one provider: Replicate's rate limit is per account, so a
-    ``Retry-After`` applies to the next create of any job.
-    """
-
-    throttle: CreateThrottle = field(default_factory=CreateThrottle)
-    timing: Timing = field(default_factory=Timing)
-    strikes: int = 0
-    closed_until: float = 0.0
-
-    def remaining(self) -> float:
-        """Return the seconds until create calls may be sent again (0: now)."""
-        return max(0.0, self.closed_until - self.timing.monotonic())
-
-    async def wait(self) -> float:
-        """Wait until create calls may be sent again; return the seconds waited."""
-        remaining = self.remaining()
-        if remaining > 0:
-            log.info("Replicate rate-limited a create call; waiting %.2f s before the next one", remaining)
-            await self.timing.sleep(remaining)
-        return remaining
-
-    def refused(self, hint: float | None) -> float:
-        """Record a 429 on a create call (``hint``: its ``Retry-After``); return the wait it imposes."""
-        self.strikes += 1
-        delay = self.throttle.delay(self.strikes, hint, self.timing.jitter())
-        self.closed_until = max(self.closed_until, self.timing.monotonic() + delay)
-        return delay
-
-    def accepted(self) -> None:
-        """Record a create call that got through."""
-        self.strikes = 0
-
-
-def _unit(value: float) -> float:
-    return min(1.0, max(0.0, value))
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds allowed for connecting, reading a reply, writing a chunk, and waiting for a pooled connection."""
-
-    connect: float = 5.0
-    read: float = 30.0
-    write: float = 60.0
-    pool: float = 10.0
-
-    def as_httpx(self) -> httpx.Timeout:
-        """Return these timeouts for httpx."""
-        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
-
-
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Return the wait a ``Retry-After`` header asks for (seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if 0 <= seconds < float("inf") else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def problem_detail(response: httpx.Response) -> str:
@@ -264,67 +156,6 @@ def invalid_token_message(token: str) -> str:
     """Return the message for a token Replicate refused (401)."""
     note = "" if token.startswith("r8_") else f" {NOT_R8_NOTE}"
     return f"Invalid token: Replicate refused it (401 Unauthenticated).{note} {INVALID_TOKEN_ADVICE}"
-
-
-def tls_verification(ca_bundle: Path | None) -> ssl.SSLContext | bool:
-    """Return what verifies Replicate's TLS certificate: the CA bundle's context, or True for the default.
-
-    ``ca_bundle`` is a PEM file (or a directory prepared with ``c_rehash``) holding every CA to
-    trust; it replaces the default store. Without one, httpx uses ``SSL_CERT_DIR`` when set, else
-    certifi's bundle.
-
-    Raises:
-        ConfigurationError: the bundle cannot be read or holds no certificate.
-    """
-    if ca_bundle is None:
-        return True
-    where = f"The CA bundle for Replicate ({ca_bundle}; from {CA_BUNDLE_VARIABLES})"
-    try:
-        if ca_bundle.is_dir():
-            return ssl.create_default_context(capath=str(ca_bundle))
-        context = ssl.create_default_context(cafile=str(ca_bundle))
-    except FileNotFoundError as exc:
-        raise ConfigurationError(f"{where} does not exist.") from exc
-    except PermissionError as exc:
-        raise ConfigurationError(f"{where} cannot be read by this user.") from exc
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise ConfigurationError(f"{where} is not a PEM file of CA certificates ({type(exc).__name__}).") from exc
-    if not context.cert_store_stats().get("x509"):
-        raise ConfigurationError(f"{where} holds no certificate.")
-    return context
-
-
-def environment_proxies() -> dict[str, str]:
-    """Return the proxies the environment sets (``scheme -> URL``) with any user and password removed."""
-    shown: dict[str, str] = {}
-    for scheme, url in urllib.request.getproxies().items():
-        if scheme == "no":
-            continue
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        port = _safe_port(parts)
-        shown[scheme] = f"{parts.scheme}://{parts.hostname or '?'}{f':{port}' if port else ''}"
-    return shown
-
-
-def _safe_port(parts: Any) -> int | None:
-    try:
-        port: int | None = parts.port
-    except ValueError:
-        return None
-    return port
-
-
-def _proxy_problem(exc: Exception) -> str:
-    proxies = ", ".join(f"{scheme}={url}" for scheme, url in sorted(environment_proxies().items())) or "none found"
-    reason = (
-        "SOCKS proxies need the 'socksio' package (pip install 'httpx[socks]')"
-        if isinstance(exc, ImportError)
-        else "only http://, https://, socks5:// and socks5h:// proxy URLs work"
-    )
-    return (
-        f"The proxy set in {PROXY_VARIABLES} cannot be used for Replicate ({proxies}): {reason}. "
-        "Fix or unset the variable and start again."
-    )
 
 
 class ReplicateHTTP:
@@ -367,7 +198,7 @@ class ReplicateHTTP:
                 headers={"User-Agent": user_agent, "Accept": "application/json"},
             )
         except (ValueError, ImportError) as exc:
-            raise ConfigurationError(_proxy_problem(exc)) from None
+            raise ConfigurationError(unusable_proxy_message(exc)) from None
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -494,7 +325,7 @@ class ReplicateHTTP:
                 f"Check {PROXY_VARIABLES} and NO_PROXY.",
                 unsettled,
             )
-        elif _certificate_rejected(exc):
+        elif certificate_rejected(exc):
             raise ProviderUnavailableError(
                 f"Replicate's TLS certificate could not be verified; could not {action}. If a proxy or "
                 f"firewall inspects TLS, point {CA_BUNDLE_VARIABLES} at a PEM bundle holding its CA."
@@ -592,17 +423,6 @@ def _unavailable_message(response: httpx.Response, action: str, hint: float | No
     what = "is rate limiting requests" if status == 429 else f"answered HTTP {status}"
     later = f"; it asked to wait {hint:g} s" if hint is not None else ""
     return f"Replicate {what} ({problem_detail(response)}){later}; could not {action}."
-
-
-def _certificate_rejected(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(current):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _origin(url: str) -> tuple[str, str]:

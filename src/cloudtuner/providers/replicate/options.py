@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cloudtuner.providers.replicate.client import CreateThrottle, RetryPolicy, Timeouts
 from cloudtuner.providers.replicate.hardware import DEFAULT_HARDWARE
+from cloudtuner.providers.replicate.retries import CreateThrottle, RetryPolicy, Timeouts
 from cloudtuner.settings import Settings
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024

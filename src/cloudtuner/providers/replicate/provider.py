@@ -52,14 +52,7 @@ from cloudtuner.providers.base import (
     WebhookEvent,
 )
 from cloudtuner.providers.replicate.catalog import SigningSecret, TrainerVersions
-from cloudtuner.providers.replicate.client import (
-    NOT_R8_NOTE,
-    OUTCOME_UNKNOWN,
-    ReplicateHTTP,
-    Timing,
-    decode_json,
-    tls_verification,
-)
+from cloudtuner.providers.replicate.client import NOT_R8_NOTE, OUTCOME_UNKNOWN, ReplicateHTTP, decode_json
 from cloudtuner.providers.replicate.hardware import (
     DEFAULT_PROFILES,
     HardwareCatalog,
@@ -68,6 +61,7 @@ from cloudtuner.providers.replicate.hardware import (
 )
 from cloudtuner.providers.replicate.inputs import build_body, config_text
 from cloudtuner.providers.replicate.mapping import prediction_to_info, reference_of
+from cloudtuner.providers.replicate.network import tls_verification
 from cloudtuner.providers.replicate.options import ReplicateOptions, TrainerVersion
 from cloudtuner.providers.replicate.reconcile import (
     CLOCK_SKEW,
@@ -77,6 +71,7 @@ from cloudtuner.providers.replicate.reconcile import (
     job_id_time,
     scan_predictions,
 )
+from cloudtuner.providers.replicate.retries import Timing
 from cloudtuner.providers.replicate.uploads import find_reusable_file, upload_archive
 from cloudtuner.settings import Settings
 
