@@ -103,7 +103,8 @@ async def test_block_refuses_with_402_saying_what_was_spent_of_what_and_when_it_
     assert body["estimate_usd"] == pytest.approx(HIGH_ESTIMATE)
     resets = datetime.fromisoformat(body["resets_at"])
     assert resets > datetime.now(UTC) and resets - datetime.now(UTC) <= timedelta(days=1), body
-    assert "$0.03 of $0.03" in body["detail"] and "daily spending limit on scripted jobs" in body["detail"], body
+    # Amounts below a cent's precision are not rounded away ("$0.03 of $0.03" would say nothing).
+    assert "$0.0288 of $0.03" in body["detail"] and "daily spending limit on scripted jobs" in body["detail"], body
     assert "resets at" in body["detail"], body
     jobs = (await manual.client.get("/api/cloud/jobs")).json()["jobs"]
     assert len(jobs) == 2, "a refused submission creates nothing"

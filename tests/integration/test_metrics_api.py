@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from cloudtuner.db.tables import JobRow
 from tests.integration.conftest import RunningApp, inline_job
 from tests.support.waiting import wait_until
 
@@ -51,6 +53,14 @@ async def test_job_metrics_count_spend_durations_and_success(running: RunningApp
     durations = metrics["durations"]
     assert durations["finished_jobs"] == 4 and durations["average_run_seconds"] > 0, durations
     assert metrics["durations_by_provider"]["scripted"]["finished_jobs"] == 4
+
+    # A day counts every job submitted on it, as the provider and hardware buckets do, also one
+    # that has cost nothing (cancelled before it ran).
+    async with running.ctx.db.transaction() as session:
+        await session.execute(update(JobRow).where(JobRow.id == job_ids[3]).values(cost_usd=0.0))
+    recounted = (await running.client.get("/api/metrics", params={"days": 7})).json()
+    assert sum(day["jobs"] for day in recounted["spend_by_day"]) == 4, recounted["spend_by_day"]
+    assert recounted["spend_by_provider"][0]["jobs"] == 4
 
     other = await running.client.get("/api/metrics", params={"provider": "scripted", "since": "2020-01-01T00:00:00Z"})
     assert other.status_code == 400 and "longer than 366 days" in other.json()["detail"], other.text

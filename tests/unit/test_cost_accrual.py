@@ -91,6 +91,40 @@ def test_the_budget_cap_asks_for_a_cancel_once() -> None:
     assert costs.enforce_budget(job(budget_usd=0.01, cost_usd=1.0, status="completed"), NOW) is False
 
 
+def test_when_a_running_job_reaches_its_budget_cap() -> None:
+    row = job(budget_usd=0.05, cost_usd=0.02, price_per_second=0.001, status="running")
+    assert costs.budget_reached_at(row, NOW) == NOW + timedelta(seconds=30)
+    row.cost_usd = 0.06
+    assert costs.budget_reached_at(row, NOW) == NOW, "already over: now"
+    assert costs.budget_reached_at(job(budget_usd=None, price_per_second=0.001, status="running"), NOW) is None
+    assert costs.budget_reached_at(job(budget_usd=1.0, price_per_second=None, status="running"), NOW) is None
+    assert costs.budget_reached_at(job(budget_usd=1.0, price_per_second=0.001, status="queued"), NOW) is None
+
+
+def test_a_budget_below_a_cent_is_not_rounded_in_the_message() -> None:
+    row = job(budget_usd=0.005, cost_usd=0.0081)
+    assert costs.budget_message(row) == (
+        "Cancelled by its budget cap: the job had cost $0.0081 of its $0.005 budget (budget_usd)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.0, "$0.00"),
+        (0.02, "$0.02"),
+        (1.6, "$1.60"),
+        (0.005, "$0.005"),
+        (0.0222, "$0.0222"),
+        (2.6713, "$2.6713"),
+        (1234.5678, "$1,234.57"),
+        (0.00001, "$0.00"),
+    ],
+)
+def test_dollar_amounts_in_sentences(value: float, shown: str) -> None:
+    assert costs.format_usd(value) == shown
+
+
 def test_what_a_job_counts_for_against_limits() -> None:
     assert costs.committed(job(cost_usd=1.0, cost_reserved_usd=3.5)) == 3.5
     assert costs.committed(job(cost_usd=4.0, cost_reserved_usd=3.5)) == 4.0, "past its estimate: its cost"

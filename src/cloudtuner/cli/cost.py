@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.table import Table
@@ -30,6 +32,16 @@ def _limit_path(provider: str | None) -> str:
     return f"/api/cloud/providers/{provider.strip().lower()}" if provider else "/api/cloud/settings"
 
 
+def _local_time(moment: datetime, time_zone: str) -> str:
+    """Return ``moment`` in the limit's time zone (where its periods start at midnight), e.g.
+    ``2026-12-01 00:00 Europe/Berlin``; in UTC if the zone is unknown here."""
+    try:
+        zone: tzinfo = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone, time_zone = UTC, "UTC"
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M} {time_zone}"
+
+
 def _limits_table(limits: list[CostLimitStatus]) -> Table:
     table = Table(show_edge=False, pad_edge=False)
     for column in ("LIMIT", "PERIOD", "ACTION", "SPENT", "RESERVED", "OF", "USED", "RESETS"):
@@ -44,7 +56,7 @@ def _limits_table(limits: list[CostLimitStatus]) -> Table:
             money(status.reserved_usd),
             money(status.amount),
             f"[red]{used}[/]" if status.exceeded else used,
-            f"{status.resets_at.astimezone():%Y-%m-%d %H:%M %Z}",
+            _local_time(status.resets_at, status.time_zone),
         )
     return table
 

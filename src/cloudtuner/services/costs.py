@@ -24,7 +24,7 @@ counts with its real cost only.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cloudtuner.core.states import JobStatus
 from cloudtuner.db.tables import JobRow
@@ -32,6 +32,14 @@ from cloudtuner.providers.base import CloudJobInfo
 
 BUDGET_CAUSE = "budget cap reached"
 """The cause recorded on the event of a job cancelled by its own budget cap."""
+
+
+def format_usd(value: float) -> str:
+    """Return a dollar amount for a sentence: in cents, but with up to four decimals below $10 when
+    cents would change it (a $0.005 budget is not "$0.01", and a $2.6713 limit is not "$2.67")."""
+    if abs(value) >= 10 or round(value, 2) == round(value, 4):
+        return f"${value:,.2f}"
+    return f"${value:.4f}".rstrip("0")
 
 
 def _wall_seconds(job: JobRow, info: CloudJobInfo | None, now: datetime) -> float | None:
@@ -80,6 +88,22 @@ def over_budget(job: JobRow) -> bool:
     return job.budget_usd is not None and job.cost_usd >= job.budget_usd
 
 
+def budget_reached_at(job: JobRow, now: datetime) -> datetime | None:
+    """Return when a running job's cost reaches its budget cap at its price, if it has both.
+
+    For the scheduler to read the job then rather than at its usual interval: between two reads a
+    job runs on unchecked, so a cap reached just after one read is otherwise noticed only at the
+    next (at $3.51 an hour, five seconds late is half a cent; an hour late would be $3.51).
+    ``now`` for a job already at its cap; None for a job with no cap, no price, or not running.
+    """
+    if job.budget_usd is None or not job.price_per_second or job.status != JobStatus.RUNNING.value:
+        return None
+    remaining = job.budget_usd - job.cost_usd
+    if remaining <= 0:
+        return now
+    return now + timedelta(seconds=remaining / job.price_per_second)
+
+
 def enforce_budget(job: JobRow, now: datetime) -> bool:
     """Ask for a running job to be cancelled once its cost reaches its budget cap; return True if asked now.
 
@@ -99,8 +123,8 @@ def enforce_budget(job: JobRow, now: datetime) -> bool:
 def budget_message(job: JobRow) -> str:
     """Return the sentence recorded on a job cancelled by its budget cap."""
     return (
-        f"Cancelled by its budget cap: the job had cost ${job.cost_usd:,.4f} of its ${job.budget_usd or 0:,.2f} "
-        "budget (budget_usd)."
+        f"Cancelled by its budget cap: the job had cost {format_usd(job.cost_usd)} of its "
+        f"{format_usd(job.budget_usd or 0.0)} budget (budget_usd)."
     )
 
 

@@ -36,6 +36,7 @@ from cloudtuner.core.states import TERMINAL_STATES
 from cloudtuner.db.engine import Database
 from cloudtuner.db.tables import JobRow, SpendingScopeRow
 from cloudtuner.schemas.costs import CostLimit, LimitAction
+from cloudtuner.services.costs import format_usd
 from cloudtuner.services.costs_periods import PeriodWindow
 
 GLOBAL_SCOPE = "global"
@@ -142,7 +143,7 @@ async def _lock_scopes(db: Database, session: AsyncSession, keys: list[str], now
 
 
 def _money(value: float) -> str:
-    return f"${value:,.2f}"
+    return format_usd(value)
 
 
 def _refusal(scope: LimitScope, usage: Usage, amount: float) -> SpendingLimitExceededError:

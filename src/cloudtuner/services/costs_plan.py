@@ -22,6 +22,7 @@ from typing import Any
 from cloudtuner.db.engine import Database
 from cloudtuner.schemas.costs import CostEstimate, CostLimit, CostLimitStatus, HardwarePrice
 from cloudtuner.services.context import ServiceContext
+from cloudtuner.services.costs import format_usd
 from cloudtuner.services.costs_admission import Reservation
 from cloudtuner.services.costs_prices import PriceTable, build_price_table
 from cloudtuner.services.estimates import History, TrainingShape, estimate_from, learned_history, training_shape
@@ -194,8 +195,9 @@ async def plan_job_costs(
         expected = estimate.expected_usd or 0.0
         likely = "is likely to" if expected >= budget_usd else "may"
         warnings.append(
-            f"The estimate (${estimate.low_usd or 0:,.2f} to ${estimate.high_usd:,.2f}) is above this job's "
-            f"budget cap of ${budget_usd:,.2f}: it {likely} be cancelled when its cost reaches the cap."
+            f"The estimate ({format_usd(estimate.low_usd or 0.0)} to {format_usd(estimate.high_usd)}) is above "
+            f"this job's budget cap of {format_usd(budget_usd)}: it {likely} be cancelled when its cost reaches "
+            "the cap."
         )
     reservation = None
     if inputs.limits:

@@ -111,7 +111,9 @@ async def job_metrics(
     finished = select(JobRow.provider, JobRow.created_at, JobRow.started_at, JobRow.finished_at, JobRow.cost_usd).where(
         *conditions, JobRow.status.in_(terminal), JobRow.finished_at.is_not(None)
     )
-    spent = select(JobRow.created_at, JobRow.cost_usd).where(*conditions, JobRow.cost_usd > 0)
+    # Every job of the range, as in the provider and hardware buckets: a day's `jobs` counts the
+    # jobs submitted that day, not only those that have cost something yet.
+    spent = select(JobRow.created_at, JobRow.cost_usd).where(*conditions)
     async with ctx.db.read() as session:
         groups = (await session.execute(grouped)).all()
         finished_rows = (await session.execute(finished)).all()
@@ -131,7 +133,7 @@ async def job_metrics(
     per_day: dict[str, list[float]] = {day.isoformat(): [0.0, 0] for day in local_days(start, end, time_zone)}
     for created, cost in spent_rows:
         bucket = per_day.setdefault(created.astimezone(zone).date().isoformat(), [0.0, 0])
-        bucket[0] += float(cost)
+        bucket[0] += float(cost or 0.0)
         bucket[1] += 1
     completed, failed = by_status.get(JobStatus.COMPLETED.value, 0), by_status.get(JobStatus.FAILED.value, 0)
     finished_by_provider: dict[str, list[tuple[datetime, datetime | None, datetime]]] = defaultdict(list)

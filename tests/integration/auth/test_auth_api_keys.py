@@ -42,11 +42,12 @@ async def test_seed_api_key_example(team: Team) -> None:
     assert body["name"] == "ci-pipeline" and body["owner"] == "alice" and body["status"] == "active"
     assert body["expires_at"] is not None and body["dropped_permissions"] == []
 
-    # "Using an API key": submit with it.
+    # "Using an API key": submit with it (a run that does not end, so that Alice can cancel it below
+    # however slow the machine is).
     submitted = await team.client.post(
         "/api/cloud/jobs/submit?provider=scripted",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-        content=json.dumps(inline_job()),
+        content=json.dumps(inline_job(**{"--scripted_outcome": "hang"})),
     )
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["job_id"]
