@@ -8,15 +8,19 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
+from cloudtuner.core.roles import Role
 from cloudtuner.core.states import ACTIVE_STATES
 from cloudtuner.db.tables import JobRow
 from cloudtuner.scheduler.loops import Scheduler
+from cloudtuner.schemas.queue import DEFAULT_ROLE_PRIORITIES
 from cloudtuner.services import queue
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.integration.conftest import RunningApp, inline_job, make_settings, start_app
 
 SUBMIT = "/api/cloud/jobs/submit?provider=scripted"
 HANG = inline_job(**{"--scripted_outcome": "hang"})
+LOCAL = DEFAULT_ROLE_PRIORITIES[Role.ADMIN]
+"""Where jobs of single-user mode (its local admin) start."""
 
 
 async def submit(app: RunningApp, body: dict[str, object] | None = None) -> str:
@@ -41,7 +45,7 @@ async def busy_count(app: RunningApp) -> int:
 
 async def test_higher_priority_starts_first_then_oldest(manual: RunningApp) -> None:
     first, second, urgent = [await submit(manual) for _ in range(3)]
-    response = await manual.client.put(f"/api/queue/{urgent}/priority", json={"priority": 5})
+    response = await manual.client.put(f"/api/queue/{urgent}/priority", json={"priority": LOCAL + 5})
     assert response.status_code == 200, response.text
     assert response.json()["position"] == 1
     reply = (await manual.client.get("/api/queue")).json()
@@ -105,7 +109,7 @@ async def test_waiting_jobs_gain_priority_and_are_not_starved(manual: RunningApp
             update(JobRow).where(JobRow.id == old).values(created_at=manual.ctx.clock.now() - timedelta(minutes=10))
         )
     urgent = await submit(manual)
-    response = await manual.client.put(f"/api/queue/{urgent}/priority", json={"priority": 5})
+    response = await manual.client.put(f"/api/queue/{urgent}/priority", json={"priority": LOCAL + 5})
     assert response.status_code == 200
     reply = (await manual.client.get("/api/queue")).json()
     # Ten minutes at one step a minute outweigh a priority of 5.
@@ -137,3 +141,28 @@ async def test_bad_requests(manual: RunningApp) -> None:
     response = await manual.client.get(f"/api/queue/{job_id}/position")
     assert response.status_code == 400
     assert "not waiting in the queue" in response.json()["detail"]
+
+
+async def test_each_position_matches_the_queue_order(manual: RunningApp) -> None:
+    """``get_position`` counts in SQL by stored priority and corrects for waiting only among the
+    older jobs; whatever the mix, it agrees with the order of ``GET /api/queue``."""
+    await set_limits(manual, aging_seconds=60)
+    job_ids = [await submit(manual) for _ in range(14)]
+    now = manual.ctx.clock.now()
+    # (priority, minutes waited): old low-priority jobs that overtake by waiting, ties, and new ones.
+    shapes = [(0, 30), (5, 0), (20, 12), (-3, 45), (8, 3), (8, 3), (30, 0), (0, 0), (2, 9), (12, 1), (1, 19), (29, 1)]
+    shapes += [(-1000, 0), (10, 25)]
+    async with manual.ctx.db.transaction() as session:
+        for job_id, (priority, minutes) in zip(job_ids, shapes, strict=True):
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(priority=priority, created_at=now - timedelta(minutes=minutes, seconds=1))
+            )
+    reply = (await manual.client.get("/api/queue")).json()
+    order = [job["job_id"] for job in reply["jobs"]]
+    assert sorted(order) == sorted(job_ids)
+    for expected, job_id in enumerate(order, start=1):
+        position = (await manual.client.get(f"/api/queue/{job_id}/position")).json()
+        assert position["position"] == expected, (job_id, position, reply["jobs"])
+        assert position["owner"] == "local" and position["team"] is None

@@ -208,12 +208,13 @@ def list_users(url: UrlOption = None, api_key: ApiKeyOption = None, as_json: Jso
         print_json(reply)
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("USERNAME", "ROLE", "ACTIVE", "LOCKED", "LAST LOGIN"):
+    for column in ("USERNAME", "ROLE", "TEAM", "ACTIVE", "LOCKED", "LAST LOGIN"):
         table.add_column(column)
     for user in reply.users:
         table.add_row(
             user.username,
             user.role,
+            user.team or "-",
             "yes" if user.active else "no",
             "yes" if user.locked else "",
             ago(user.last_login_at),
@@ -225,6 +226,7 @@ def list_users(url: UrlOption = None, api_key: ApiKeyOption = None, as_json: Jso
 def create_user(
     username: str,
     role: Annotated[str, typer.Option(help="viewer, researcher, lead or admin.")] = "researcher",
+    team: Annotated[str | None, typer.Option(help="The user's team (per-team queue limits).")] = None,
     password_stdin: PasswordStdinOption = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
@@ -232,14 +234,17 @@ def create_user(
     """Create a user with a password (asked, or read with --password-stdin)."""
     password = read_password(password_stdin, confirm=True)
     with client(url, api_key) as api:
-        reply = accounts.create_user(api, username, password, role)
-    console.print(f"Created {reply.user.role} {reply.user.username}.")
+        reply = accounts.create_user(api, username, password, role, team)
+    in_team = f" in team {reply.user.team}" if reply.user.team else ""
+    console.print(f"Created {reply.user.role} {reply.user.username}{in_team}.")
 
 
 @users_app.command("update")
 def update_user(
     username: str,
     role: Annotated[str | None, typer.Option(help="A new role.")] = None,
+    team: Annotated[str | None, typer.Option(help="A new team.")] = None,
+    no_team: Annotated[bool, typer.Option("--no-team", help="Take the user out of their team.")] = False,
     active: Annotated[bool | None, typer.Option("--enable/--disable", help="Let the user in, or not.")] = None,
     unlock: Annotated[bool, typer.Option(help="Lift a lockout after failed sign-ins.")] = False,
     set_password: Annotated[bool, typer.Option("--set-password", help="Set a new password (asked).")] = False,
@@ -247,10 +252,14 @@ def update_user(
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Change a user's role, enable or disable them, unlock them or set their password."""
+    """Change a user's role or team, enable or disable them, unlock them or set their password."""
+    if team is not None and no_team:
+        raise CommandError("Give --team or --no-team, not both.")
     changes: dict[str, Any] = {}
     if role is not None:
         changes["role"] = role
+    if team is not None or no_team:
+        changes["team"] = team
     if active is not None:
         changes["active"] = active
     if unlock:
@@ -258,11 +267,14 @@ def update_user(
     if set_password or password_stdin:
         changes["password"] = read_password(password_stdin, confirm=True, prompt="New password")
     if not changes:
-        raise CommandError("Nothing to change: give --role, --enable/--disable, --unlock or --set-password.")
+        raise CommandError(
+            "Nothing to change: give --role, --team/--no-team, --enable/--disable, --unlock or --set-password."
+        )
     with client(url, api_key) as api:
         reply = accounts.update_user(api, username, changes)
     user = reply.user
-    console.print(f"{user.username}: {user.role}, {'active' if user.active else 'disabled'}.")
+    team_text = f"team {user.team}" if user.team else "no team"
+    console.print(f"{user.username}: {user.role}, {team_text}, {'active' if user.active else 'disabled'}.")
 
 
 @users_app.command("delete")

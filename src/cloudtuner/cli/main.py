@@ -89,6 +89,7 @@ def build_app() -> "typer.Typer":
     app.add_typer(storage.app, name="storage")
     auth.register(app)
     workers.register(app)
+    app.add_typer(importlib.import_module("cloudtuner.cli.queue").app, name="queue")
 
     def _version(value: bool) -> None:
         if value:

@@ -57,14 +57,16 @@ def list_users(client: CloudtunerClient) -> UserListResponse:
     return UserListResponse.model_validate(client.request("GET", "/api/users"))
 
 
-def create_user(client: CloudtunerClient, username: str, password: str, role: str) -> UserResponse:
-    """Create a user."""
-    body = {"username": username, "password": password, "role": role}
+def create_user(
+    client: CloudtunerClient, username: str, password: str, role: str, team: str | None = None
+) -> UserResponse:
+    """Create a user (in ``team``, if given)."""
+    body = {"username": username, "password": password, "role": role, "team": team}
     return UserResponse.model_validate(client.request("POST", "/api/users", json=body))
 
 
 def update_user(client: CloudtunerClient, username: str, changes: dict[str, Any]) -> UserResponse:
-    """Change a user (role, active, password, unlock)."""
+    """Change a user (role, team, active, password, unlock)."""
     return UserResponse.model_validate(client.request("PATCH", f"/api/users/{username}", json=changes))
 
 

@@ -41,12 +41,18 @@ class Principal:
     """Who is making a request, and what they may do.
 
     ``id`` owns the jobs this principal submits. In single-user mode every request is made by
-    the local principal, which holds every permission.
+    the local principal, which holds every permission and counts as an admin.
+
+    ``role`` and ``team`` are the user's (an API key's owner's) when the authenticator knew them,
+    None when it did not say: services that need them look the user up by ``id``
+    (``services.users.find_submitter``). A user without a team also has ``team`` None.
     """
 
     id: str
     name: str
     permissions: frozenset[Permission] = field(default_factory=frozenset)
+    role: str | None = None
+    team: str | None = None
 
     def can(self, permission: Permission) -> bool:
         """Return True if this principal holds ``permission``."""
@@ -57,4 +63,4 @@ class Principal:
         return any(p in self.permissions for p in permissions)
 
 
-LOCAL_PRINCIPAL = Principal(id=LOCAL_PRINCIPAL_ID, name="local", permissions=ALL_PERMISSIONS)
+LOCAL_PRINCIPAL = Principal(id=LOCAL_PRINCIPAL_ID, name="local", permissions=ALL_PERMISSIONS, role="admin")

@@ -35,6 +35,8 @@ class JobRow(Base):
     provider: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # The submitter's team when the job was submitted (per-team limits count it); None: no team.
+    team: Mapped[str | None] = mapped_column(String(64))
 
     config_name: Mapped[str | None] = mapped_column(String(255))
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -241,6 +243,7 @@ class UserRow(Base):
     username: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(32))
+    team: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

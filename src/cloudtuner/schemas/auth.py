@@ -36,6 +36,7 @@ class UserInfo(BaseModel):
     id: str
     username: str
     role: str = Field(description="viewer, researcher, lead or admin.")
+    team: str | None = Field(default=None, description="The user's team (per-team queue limits); None: no team.")
     permissions: list[str] = Field(description="What the role allows.")
     active: bool = Field(description="False: the user cannot sign in and their keys do not work.")
     locked: bool = Field(default=False, description="True while sign-in is locked after failed attempts.")
@@ -175,6 +176,9 @@ class CreateUserRequest(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: SecretStr = Field(min_length=1, max_length=1024)
     role: str = Field(default="researcher", description="viewer, researcher, lead or admin.")
+    team: str | None = Field(
+        default=None, max_length=64, description="A team name (letters, digits, . _ -); none: no team."
+    )
 
 
 class UpdateUserRequest(BaseModel):
@@ -186,6 +190,12 @@ class UpdateUserRequest(BaseModel):
     active: bool | None = Field(default=None, description="False signs the user out and stops their keys.")
     password: SecretStr | None = Field(default=None, max_length=1024, description="A new password; signs them out.")
     unlock: bool = Field(default=False, description="Lift a lockout after failed sign-ins.")
+    team: str | None = Field(
+        default=None,
+        max_length=64,
+        description='A new team; null or "" removes the user from their team. Jobs keep the team they were '
+        "submitted under.",
+    )
 
 
 class UserResponse(BaseModel):

@@ -2,8 +2,11 @@
 
 Every job waits in ``queued`` until the dispatcher claims it. The order is priority (higher
 first), then age; a waiting job gains one priority step per ``aging_seconds`` so that a stream of
-high-priority work cannot starve it. Limits (global, per user, per provider) cap how many jobs are
-*busy* at once: uploading, starting, running, or queued but already claimed by a dispatcher.
+high-priority work cannot starve it. A job starts at its submitter's role's priority
+(``role_priorities`` in the limits); leads and admins may choose another, at submission or later.
+Limits (global, per user, per team, per provider) cap how many jobs are *busy* at once: uploading,
+starting, running, or queued but already claimed by a dispatcher. A job counts against the team
+it was submitted under (``jobs.team``); jobs of no team count against no team limit.
 
 With no running limits set, claiming is the plain lease claim of ``services.leases``. With limits,
 counting the busy jobs and claiming new ones happen in one write transaction that first locks the
@@ -18,16 +21,23 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloudtuner.core.errors import InvalidRequestError, JobNotFoundError, QueueFullError
-from cloudtuner.core.permissions import Principal
+from cloudtuner.core.errors import InvalidRequestError, JobNotFoundError, PermissionDeniedError, QueueFullError
+from cloudtuner.core.permissions import LOCAL_PRINCIPAL_ID, Permission, Principal
+from cloudtuner.core.roles import Role
 from cloudtuner.core.states import ACTIVE_STATES, JobStatus
-from cloudtuner.db.tables import JobRow, SettingsDocumentRow
-from cloudtuner.schemas.queue import QueuedJob, QueueLimits, QueueLimitsUpdate, QueueResponse
+from cloudtuner.db.tables import JobRow, SettingsDocumentRow, UserRow
+from cloudtuner.schemas.queue import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    QueuedJob,
+    QueueLimits,
+    QueueLimitsUpdate,
+    QueueResponse,
+)
 from cloudtuner.services.context import ServiceContext
-from cloudtuner.services.jobs import load_detail
 from cloudtuner.services.leases import claim_jobs, lease_is_free
 from cloudtuner.services.settings_documents import merge_document, read_document
 
@@ -58,6 +68,11 @@ async def update_queue_limits(ctx: ServiceContext, update_: QueueLimitsUpdate) -
         changes["provider_limits"] = {}
     if "aging_seconds" in changes and changes["aging_seconds"] is None:
         del changes["aging_seconds"]
+    if "role_priorities" in changes:
+        # The roles named change; the others keep theirs. null: every role back to its default.
+        named = changes["role_priorities"]
+        stored = (await read_document(ctx, QUEUE_SCOPE)).get("role_priorities") or {}
+        changes["role_priorities"] = {} if named is None else {**stored, **named}
     limits = QueueLimits.model_validate(await merge_document(ctx, QUEUE_SCOPE, changes))
     ctx.wake_dispatcher()
     return limits
@@ -80,7 +95,7 @@ async def _ordered_waiting(
     Reads the ``count`` best by stored priority and the ``count`` oldest, and orders their union
     by effective priority: a job that waited long enough to overtake is always among the oldest.
     """
-    columns = (JobRow.id, JobRow.provider, JobRow.owner_id, JobRow.priority, JobRow.created_at)
+    columns = (JobRow.id, JobRow.provider, JobRow.owner_id, JobRow.team, JobRow.priority, JobRow.created_at)
     waiting = JobRow.status == _QUEUED
     if free_only:
         waiting = and_(waiting, lease_is_free(now))
@@ -124,24 +139,26 @@ async def _claim_within_limits(
         )
         busy_rows = (
             await session.execute(
-                select(JobRow.provider, JobRow.owner_id, func.count())
+                select(JobRow.provider, JobRow.owner_id, JobRow.team, func.count())
                 .where(
                     or_(
                         JobRow.status.in_(_ACTIVE),
                         and_(JobRow.status == _QUEUED, JobRow.lease_expires_at.is_not(None), ~lease_is_free(now)),
                     )
                 )
-                .group_by(JobRow.provider, JobRow.owner_id)
+                .group_by(JobRow.provider, JobRow.owner_id, JobRow.team)
             )
         ).all()
         by_provider: Counter[str] = Counter()
         by_owner: Counter[str] = Counter()
-        for provider, owner_id, count in busy_rows:
+        by_team: Counter[str | None] = Counter()
+        for provider, owner_id, team, count in busy_rows:
             by_provider[provider] += count
             by_owner[owner_id] += count
+            by_team[team] += count
         total = sum(by_provider.values())
         chosen: list[str] = []
-        # Look further than ``limit``: jobs of a provider or user at its limit are skipped.
+        # Look further than ``limit``: jobs of a provider, user or team at its limit are skipped.
         for row in await _ordered_waiting(session, limits, now, max(limit * 4, 50), free_only=True):
             if len(chosen) >= limit or (limits.max_concurrent and total >= limits.max_concurrent):
                 break
@@ -150,10 +167,14 @@ async def _claim_within_limits(
                 continue
             if limits.max_concurrent_per_user and by_owner[row.owner_id] >= limits.max_concurrent_per_user:
                 continue
+            team_cap = limits.max_concurrent_per_team if row.team is not None else None
+            if team_cap and by_team[row.team] >= team_cap:
+                continue
             chosen.append(row.id)
             total += 1
             by_provider[row.provider] += 1
             by_owner[row.owner_id] += 1
+            by_team[row.team] += 1
         if not chosen:
             return []
         token = secrets.token_hex(16)
@@ -169,7 +190,31 @@ async def _claim_within_limits(
     return [(job_id, token) for job_id in chosen if job_id in claimed]
 
 
-# --- submission check -----------------------------------------------------------------------
+# --- submission checks ----------------------------------------------------------------------
+
+
+async def starting_priority(ctx: ServiceContext, principal: Principal, role: Role, requested: int | None) -> int:
+    """Return the priority a job submitted by ``principal`` starts at.
+
+    That is ``requested`` when one is given, which needs ``queue.manage`` (leads and admins),
+    else the default of the submitter's ``role`` (``role_priorities``).
+
+    Raises:
+        PermissionDeniedError: a priority was requested without ``queue.manage``.
+        InvalidRequestError: the requested priority is out of range.
+    """
+    limits = await get_queue_limits(ctx)
+    if requested is None:
+        return limits.priority_for(role)
+    if not MIN_PRIORITY <= requested <= MAX_PRIORITY:
+        raise InvalidRequestError(f"A priority is between {MIN_PRIORITY} and {MAX_PRIORITY}; got {requested}.")
+    if not principal.can(Permission.QUEUE_MANAGE):
+        raise PermissionDeniedError(
+            f"Choosing a job's priority needs the {Permission.QUEUE_MANAGE.value} permission (leads and admins); "
+            f"submit without a priority and the job starts at your role's ({role.value}), "
+            f"{limits.priority_for(role)}."
+        )
+    return requested
 
 
 async def check_queued_limit(ctx: ServiceContext, principal: Principal) -> None:
@@ -220,6 +265,17 @@ def _capacity(limits: QueueLimits, provider: str, running: int) -> int:
     return max(1, min(caps) if caps else max(running, 1))
 
 
+async def _owner_names(session: AsyncSession, owner_ids: set[str]) -> dict[str, str]:
+    """Return the usernames of ``owner_ids`` (the local principal's jobs are ``local``'s)."""
+    names = {LOCAL_PRINCIPAL_ID: LOCAL_PRINCIPAL_ID} if LOCAL_PRINCIPAL_ID in owner_ids else {}
+    wanted = owner_ids - names.keys()
+    if wanted:
+        rows = await session.execute(select(UserRow.id, UserRow.username).where(UserRow.id.in_(wanted)))
+        for user_id, username in rows.all():
+            names[user_id] = username
+    return names
+
+
 async def get_queue(ctx: ServiceContext, *, limit: int = 100) -> QueueResponse:
     """Return the queue's depth, busy count, limits and its first ``limit`` waiting jobs in order."""
     limits = await get_queue_limits(ctx)
@@ -233,6 +289,7 @@ async def get_queue(ctx: ServiceContext, *, limit: int = 100) -> QueueResponse:
         ).all()
         ordered = await _ordered_waiting(session, limits, now, limit, free_only=False)
         run_seconds = await _recent_run_seconds(session)
+        owners = await _owner_names(session, {row.owner_id for row in ordered})
     running: dict[str, int] = {provider: int(count) for provider, count in running_rows}
     ahead: Counter[str] = Counter()
     jobs = []
@@ -247,6 +304,8 @@ async def get_queue(ctx: ServiceContext, *, limit: int = 100) -> QueueResponse:
                 position=position,
                 provider=row.provider,
                 owner_id=row.owner_id,
+                owner=owners.get(row.owner_id),
+                team=row.team,
                 priority=row.priority,
                 effective_priority=effective_priority(row.priority, row.created_at, now, limits.aging_seconds),
                 waiting_seconds=max(0.0, (now - row.created_at).total_seconds()),
@@ -254,6 +313,56 @@ async def get_queue(ctx: ServiceContext, *, limit: int = 100) -> QueueResponse:
             )
         )
     return QueueResponse(depth=depth, running=sum(running.values()), limits=limits, jobs=jobs)
+
+
+def _may_see(principal: Principal, owner_id: str) -> bool:
+    """Return True if ``principal`` may see a job of ``owner_id`` (the rule of ``services.jobs``)."""
+    return principal.can(Permission.JOB_VIEW_ALL) or (
+        owner_id == principal.id and principal.can(Permission.JOB_VIEW_OWN)
+    )
+
+
+async def _count_ahead(
+    session: AsyncSession, job: Any, mine: int, limits: QueueLimits, now: datetime
+) -> tuple[int, int]:
+    """Return how many waiting jobs start before ``job`` (effective priority ``mine``): in all, and
+    at its provider.
+
+    A job is ahead if its effective priority is higher, or the same and it is older (a smaller
+    id), as in :func:`_ordered_waiting`. Waiting only adds to a priority, so every job whose
+    *stored* priority already puts it ahead is counted in SQL. Any other job can get ahead only
+    by what it gained by waiting, so only jobs that have waited at least one step and whose
+    priority is within reach of ``mine`` are read, and checked here.
+    """
+    others = and_(JobRow.status == _QUEUED, JobRow.id != job.id)
+    surely_ahead = or_(JobRow.priority > mine, and_(JobRow.priority == mine, JobRow.id < job.id))
+    counted, counted_here, oldest = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(case((surely_ahead, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((and_(surely_ahead, JobRow.provider == job.provider), 1), else_=0)), 0),
+                func.min(JobRow.created_at),
+            ).where(others)
+        )
+    ).one()
+    ahead, ahead_here = int(counted), int(counted_here)
+    most_gained = 0 if oldest is None else effective_priority(0, oldest, now, limits.aging_seconds)
+    if most_gained == 0:
+        return ahead, ahead_here
+    aged = await session.execute(
+        select(JobRow.id, JobRow.provider, JobRow.priority, JobRow.created_at).where(
+            others,
+            ~surely_ahead,
+            JobRow.created_at <= now - timedelta(seconds=limits.aging_seconds),
+            JobRow.priority >= mine - most_gained,
+        )
+    )
+    for row in aged.all():
+        theirs = effective_priority(row.priority, row.created_at, now, limits.aging_seconds)
+        if theirs > mine or (theirs == mine and row.id < job.id):
+            ahead += 1
+            ahead_here += row.provider == job.provider
+    return ahead, ahead_here
 
 
 async def get_position(ctx: ServiceContext, principal: Principal, job_id: str) -> QueuedJob:
@@ -265,24 +374,31 @@ async def get_position(ctx: ServiceContext, principal: Principal, job_id: str) -
         JobNotFoundError: no such job, or the caller may not see it.
         InvalidRequestError: the job is not waiting in the queue.
     """
-    await load_detail(ctx, job_id, principal)  # raises if the caller may not see it
-    async with ctx.db.read() as session:
-        job = await session.get(JobRow, job_id)
-    if job is None:
-        raise JobNotFoundError(f"No job has the id {job_id!r}.")
-    if job.status != _QUEUED:
-        raise InvalidRequestError(f"Job {job_id} is {job.status}, not waiting in the queue.")
     limits = await get_queue_limits(ctx)
     now = ctx.clock.now()
-    mine = effective_priority(job.priority, job.created_at, now, limits.aging_seconds)
     async with ctx.db.read() as session:
-        rows = (
+        job = (
             await session.execute(
-                select(JobRow.id, JobRow.provider, JobRow.priority, JobRow.created_at).where(
-                    JobRow.status == _QUEUED, JobRow.id != job_id
+                select(
+                    JobRow.id,
+                    JobRow.status,
+                    JobRow.provider,
+                    JobRow.owner_id,
+                    JobRow.team,
+                    JobRow.priority,
+                    JobRow.created_at,
+                    UserRow.username,
                 )
+                .outerjoin(UserRow, UserRow.id == JobRow.owner_id)
+                .where(JobRow.id == job_id)
             )
-        ).all()
+        ).first()
+        if job is None or not _may_see(principal, job.owner_id):
+            raise JobNotFoundError(f"No job has the id {job_id!r}.")
+        if job.status != _QUEUED:
+            raise InvalidRequestError(f"Job {job_id} is {job.status}, not waiting in the queue.")
+        mine = effective_priority(job.priority, job.created_at, now, limits.aging_seconds)
+        ahead, ahead_here = await _count_ahead(session, job, mine, limits, now)
         run_seconds = await _recent_run_seconds(session)
         running = (
             await session.scalar(
@@ -292,24 +408,19 @@ async def get_position(ctx: ServiceContext, principal: Principal, job_id: str) -
             )
             or 0
         )
-    ahead = [
-        row
-        for row in rows
-        if (p := effective_priority(row.priority, row.created_at, now, limits.aging_seconds)) > mine
-        or (p == mine and row.id < job_id)
-    ]
-    same_provider = sum(1 for row in ahead if row.provider == job.provider)
     mean = run_seconds.get(job.provider)
     capacity = _capacity(limits, job.provider, running)
     return QueuedJob(
         job_id=job.id,
-        position=len(ahead) + 1,
+        position=ahead + 1,
         provider=job.provider,
         owner_id=job.owner_id,
+        owner=LOCAL_PRINCIPAL_ID if job.owner_id == LOCAL_PRINCIPAL_ID else job.username,
+        team=job.team,
         priority=job.priority,
         effective_priority=mine,
         waiting_seconds=max(0.0, (now - job.created_at).total_seconds()),
-        eta_seconds=None if mean is None else mean * (same_provider // capacity),
+        eta_seconds=None if mean is None else mean * (ahead_here // capacity),
     )
 
 

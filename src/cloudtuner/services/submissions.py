@@ -1,6 +1,8 @@
 """Submitting jobs: validation, consent, idempotency, cost and spending limits, and the row that enters the queue.
 
-Submit only records the job; the scheduler starts it (see ``services.dispatch``). Its cost plan
+Submit only records the job; the scheduler starts it (see ``services.dispatch``). The job starts
+at its submitter's role's priority (or one a lead or admin chose) and records the submitter's
+team (``services.queue.starting_priority``, ``services.users.find_submitter``). Its cost plan
 (hardware, price, estimate) comes from ``services.costs_plan``; under an enabled spending limit
 the estimate is reserved in the transaction that inserts the job (``services.costs_admission``).
 """
@@ -37,9 +39,10 @@ from cloudtuner.services.job_inserts import IDEMPOTENCY_KEYS, JOB_EVENTS, JOBS
 from cloudtuner.services.job_views import job_detail
 from cloudtuner.services.jobs import load_detail
 from cloudtuner.services.publishing import seal_publishing
-from cloudtuner.services.queue import check_queued_limit
+from cloudtuner.services.queue import check_queued_limit, starting_priority
 from cloudtuner.services.settings_documents import get_cloud_settings
 from cloudtuner.services.uploads import check_upload, summarize
+from cloudtuner.services.users import find_submitter
 
 _UNSET_COLUMNS: dict[str, Any] = {
     "provider_job_id": None,
@@ -127,14 +130,23 @@ async def _idempotent_replay(
 
 
 async def submit_job(
-    ctx: ServiceContext, principal: Principal, provider_name: str, request: SubmitJobRequest
+    ctx: ServiceContext,
+    principal: Principal,
+    provider_name: str,
+    request: SubmitJobRequest,
+    *,
+    priority: int | None = None,
 ) -> SubmitResult:
     """Record a new job in the queue and wake the dispatcher; nothing is sent anywhere yet.
 
-    With an ``idempotency_key``, the same caller sending the same request within the key's
-    lifetime gets the job the first request created, however many requests race.
+    The job starts at ``priority`` if given (only for principals with ``queue.manage``), else at
+    the priority of the submitter's role; it records the submitter's team. With an
+    ``idempotency_key``, the same caller sending the same request within the key's lifetime gets
+    the job the first request created, however many requests race.
 
     Raises:
+        PermissionDeniedError: a priority was given without the queue.manage permission.
+        InvalidRequestError: the priority given is out of range.
         UnknownProviderError: no provider has that name.
         ConfigNotFoundError: config_name_to_load names no saved config.
         MissingDataloaderError, InvalidConfigError: the config is incomplete.
@@ -145,12 +157,15 @@ async def submit_job(
         SpendingLimitExceededError: the job's estimate would take a block limit past its amount.
     """
     provider = ctx.providers.get(provider_name)
+    submitter = await find_submitter(ctx, principal)
+    start_priority = await starting_priority(ctx, principal, submitter.role, priority)
     config, dataloader, snapshot = await _resolve_config(ctx, request)
     key = request.idempotency_key
     request_fingerprint = ""
     if key is not None:
+        asked: dict[str, Any] = {"priority": priority} if priority is not None else {}
         request_fingerprint = fingerprint(
-            {"provider": provider_name, **request.model_dump(exclude={"idempotency_key"}, exclude_none=True)}
+            {"provider": provider_name, **asked, **request.model_dump(exclude={"idempotency_key"}, exclude_none=True)}
         )
         replay = await _idempotent_replay(ctx, principal, key, request_fingerprint)
         if replay is not None:
@@ -173,7 +188,8 @@ async def submit_job(
         "owner_id": principal.id,
         "provider": provider_name,
         "status": JobStatus.QUEUED.value,
-        "priority": 0,
+        "priority": start_priority,
+        "team": submitter.team,
         "config_name": request.config_name_to_load,
         "config": config,
         "dataloader_config": dataloader,

@@ -5,6 +5,9 @@ admin: demoting, disabling or deleting the last one is refused (``LastAdminError
 lock on the admin rows so that two such changes at once cannot both pass. Disabling a user or
 setting their password signs them out everywhere; their API keys stop working while they are
 disabled. Deleting a user deletes their sessions and keys; their jobs stay.
+
+A user may belong to one team (a lower-case name, set by admins). A job records its submitter's
+team when it is submitted (:func:`find_submitter`), and the queue's per-team limit counts by it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -19,6 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import (
+    InvalidRequestError,
     InvalidUsernameError,
     LastAdminError,
     UserExistsError,
@@ -26,7 +31,7 @@ from cloudtuner.core.errors import (
     WeakPasswordError,
 )
 from cloudtuner.core.ids import new_sortable_id
-from cloudtuner.core.permissions import Principal
+from cloudtuner.core.permissions import LOCAL_PRINCIPAL_ID, Principal
 from cloudtuner.core.roles import Role, parse_role, permissions_for, sorted_names
 from cloudtuner.db.engine import Database
 from cloudtuner.db.tables import LoginThrottleRow, SessionRow, UserRow
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from cloudtuner.services.context import ServiceContext
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
+TEAM_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 
@@ -55,6 +61,23 @@ def normalize_username(name: str) -> str:
             "(starting with a letter or digit)."
         )
     return username
+
+
+def normalize_team(name: str | None) -> str | None:
+    """Return a team name as stored (stripped, lower case), or None for no team (None or blank).
+
+    Raises:
+        InvalidRequestError: it has characters a team name may not have, or is too long.
+    """
+    if name is None or not name.strip():
+        return None
+    team = name.strip().lower()
+    if not TEAM_PATTERN.fullmatch(team):
+        raise InvalidRequestError(
+            f"{name!r} is not a valid team name: use 1 to 64 letters, digits and . _ - "
+            "(starting with a letter or digit)."
+        )
+    return team
 
 
 def check_new_password(password: str) -> None:
@@ -116,8 +139,36 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def principal_for(user: UserRow) -> Principal:
-    """Return the principal of a signed-in user: their id, name and role's permissions."""
-    return Principal(id=user.id, name=user.username, permissions=permissions_for(Role(user.role)))
+    """Return the principal of a signed-in user: their id, name, role, team and role's permissions."""
+    return Principal(
+        id=user.id, name=user.username, permissions=permissions_for(Role(user.role)), role=user.role, team=user.team
+    )
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """What a job records about who submitted it, beyond their id: their role and team."""
+
+    role: Role
+    team: str | None
+
+
+async def find_submitter(ctx: ServiceContext, principal: Principal) -> Submitter:
+    """Return the role and team jobs submitted by ``principal`` start with.
+
+    Taken from the principal when its authenticator set them; otherwise (an API key: its owner)
+    read from the user's row. The local principal of single-user mode is an admin with no team.
+    A principal whose user no longer exists gets the least trusted role, viewer, and no team.
+    """
+    if principal.role is not None:
+        return Submitter(role=Role(principal.role), team=principal.team)
+    if principal.id == LOCAL_PRINCIPAL_ID:
+        return Submitter(role=Role.ADMIN, team=None)
+    async with ctx.db.read() as session:
+        row = (await session.execute(select(UserRow.role, UserRow.team).where(UserRow.id == principal.id))).first()
+    if row is None:
+        return Submitter(role=Role.VIEWER, team=None)
+    return Submitter(role=Role(row.role), team=row.team)
 
 
 def user_info(user: UserRow, *, locked: bool = False) -> UserInfo:
@@ -126,6 +177,7 @@ def user_info(user: UserRow, *, locked: bool = False) -> UserInfo:
         id=user.id,
         username=user.username,
         role=user.role,
+        team=user.team,
         permissions=sorted_names(permissions_for(Role(user.role))),
         active=user.active,
         locked=locked,
@@ -174,11 +226,14 @@ async def has_admin(db: Database) -> bool:
     return bool(count)
 
 
-async def create_user(ctx: ServiceContext, username: str, password: str, role: str | Role) -> UserInfo:
-    """Create a user; the server is in multi-user mode from then on.
+async def create_user(
+    ctx: ServiceContext, username: str, password: str, role: str | Role, team: str | None = None
+) -> UserInfo:
+    """Create a user (in ``team``, if given); the server is in multi-user mode from then on.
 
     Raises:
         InvalidUsernameError: the name is not a valid username.
+        InvalidRequestError: the team name is not valid.
         WeakPasswordError: the password is too short.
         InvalidScopeError: no role has that name.
         UserExistsError: the name is taken.
@@ -186,6 +241,7 @@ async def create_user(ctx: ServiceContext, username: str, password: str, role: s
     name = normalize_username(username)
     check_new_password(password)
     role = role if isinstance(role, Role) else parse_role(role)
+    team = normalize_team(team)
     password_hash = await hash_password(password)
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
@@ -196,6 +252,7 @@ async def create_user(ctx: ServiceContext, username: str, password: str, role: s
             username=name,
             password_hash=password_hash,
             role=role.value,
+            team=team,
             active=True,
             created_at=now,
             updated_at=now,
@@ -258,15 +315,19 @@ async def revoke_user_sessions(session: AsyncSession, user_id: str, now: datetim
 
 
 async def update_user(ctx: ServiceContext, username: str, change: UpdateUserRequest) -> UserInfo:
-    """Apply ``change`` to a user.
+    """Apply ``change`` to a user. A ``team`` sent as null or "" takes the user out of their team;
+    one left out keeps it. Their jobs keep the team they were submitted under.
 
     Raises:
         UserNotFoundError: no user has that name.
         InvalidScopeError: no role has the name given.
+        InvalidRequestError: the team name is not valid.
         WeakPasswordError: the new password is too short.
         LastAdminError: the change would leave no active admin.
     """
     role = parse_role(change.role) if change.role is not None else None
+    changes_team = "team" in change.model_fields_set
+    team = normalize_team(change.team)
     password = change.password.get_secret_value() if change.password is not None else None
     if password is not None:
         check_new_password(password)
@@ -282,6 +343,8 @@ async def update_user(ctx: ServiceContext, username: str, change: UpdateUserRequ
             _ensure_admin_remains(admins, row)
         if role is not None:
             row.role = role.value
+        if changes_team:
+            row.team = team
         if change.active is not None:
             row.active = change.active
             if not change.active:

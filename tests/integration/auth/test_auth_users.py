@@ -21,6 +21,7 @@ async def test_create_list_get_update_delete(team: Team) -> None:
     assert created.status_code == 201, created.text
     user = created.json()["user"]
     assert user["username"] == "alice" and user["role"] == "lead" and "job.cancel.all" in user["permissions"]
+    assert user["team"] is None
     assert "password" not in created.text.replace("password_", "")
 
     for body, code in (

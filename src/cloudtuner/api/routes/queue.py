@@ -37,13 +37,15 @@ async def get_queue(
 
 @router.get("/limits", response_model=QueueLimits, summary="Queue limits")
 async def get_limits(ctx: Context, _principal: ViewQueue) -> QueueLimits:
-    """How many jobs may run at once (all, per user, per provider) and wait per user."""
+    """How many jobs may run at once (all, per user, per team, per provider) and wait per user,
+    and the priority each role's jobs start at."""
     return await queue.get_queue_limits(ctx)
 
 
 @router.put("/limits", response_model=QueueLimits, responses=ERRORS, summary="Change queue limits")
 async def put_limits(body: QueueLimitsUpdate, ctx: Context, _principal: ManageQueue) -> QueueLimits:
-    """Change the fields sent; a field sent as null removes that limit."""
+    """Change the fields sent; a field sent as null removes that limit. `role_priorities` changes
+    the roles it names (null: every role back to its default)."""
     return await queue.update_queue_limits(ctx, body)
 
 

@@ -15,7 +15,7 @@ from cloudtuner.services import users
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Invalid username, role or password."},
+    400: {"model": ErrorResponse, "description": "Invalid username, role, team or password."},
     404: {"model": ErrorResponse, "description": "No such user."},
     409: {"model": ErrorResponse, "description": "The name is taken, or this would remove the last admin."},
     422: {"model": ErrorResponse, "description": "A field is missing or has the wrong type."},
@@ -33,9 +33,9 @@ async def list_users(ctx: Context, _principal: ManageUsers) -> UserListResponse:
     "", response_model=UserResponse, status_code=status.HTTP_201_CREATED, responses=ERRORS, summary="Create a user"
 )
 async def create_user(body: CreateUserRequest, ctx: Context, _principal: ManageUsers) -> UserResponse:
-    """Create a user with a password (at least 8 characters) and a role: viewer, researcher
-    (the default), lead or admin."""
-    user = await users.create_user(ctx, body.username, body.password.get_secret_value(), body.role)
+    """Create a user with a password (at least 8 characters), a role: viewer, researcher
+    (the default), lead or admin, and optionally a team (per-team queue limits)."""
+    user = await users.create_user(ctx, body.username, body.password.get_secret_value(), body.role, body.team)
     return UserResponse(user=user)
 
 
@@ -47,8 +47,9 @@ async def get_user(username: str, ctx: Context, _principal: ManageUsers) -> User
 
 @router.patch("/{username}", response_model=UserResponse, responses=ERRORS, summary="Change a user")
 async def update_user(username: str, body: UpdateUserRequest, ctx: Context, _principal: ManageUsers) -> UserResponse:
-    """Change the role, disable or enable (`active`), set a new password (signs them out), or
-    `unlock` after failed sign-ins. The last active admin cannot be demoted or disabled."""
+    """Change the role or `team` (null or "" removes it), disable or enable (`active`), set a new
+    password (signs them out), or `unlock` after failed sign-ins. The last active admin cannot be
+    demoted or disabled."""
     return UserResponse(user=await users.update_user(ctx, username, body))
 
 
