@@ -22,6 +22,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.util import await_only
 
 from cloudtuner.core.errors import ConfigurationError
+from cloudtuner.db import inline_sqlite
 
 READ_ONLY_OPTION = "cloudtuner_read_only"
 _MIGRATION_LOCK_KEY = 0x636C6F7564  # "cloud": the advisory lock id held while migrating
@@ -64,8 +65,12 @@ class SqliteDialect(StoreDialect):
     single_writer = True
     busy_timeout_ms = 30_000
 
+    def __init__(self, database: str | None = None) -> None:
+        self.database = database or ":memory:"
+
     def engine_options(self) -> dict[str, Any]:
-        return {"connect_args": {"timeout": self.busy_timeout_ms / 1000}}
+        # Statements run on the event loop's thread (see db.inline_sqlite for why that is safe here).
+        return {"async_creator": inline_sqlite.connector(self.database, timeout_seconds=self.busy_timeout_ms / 1000)}
 
     def install(self, engine: AsyncEngine) -> None:
         busy_timeout_ms = self.busy_timeout_ms
@@ -148,7 +153,7 @@ def dialect_for_url(url: str) -> StoreDialect:
             "unset for SQLite in the data dir."
         ) from None
     if backend == "sqlite":
-        return SqliteDialect()
+        return SqliteDialect(make_url(url).database)
     if backend == "postgresql":
         return PostgresDialect()
     raise ConfigurationError(
