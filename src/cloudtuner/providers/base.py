@@ -72,6 +72,9 @@ class ProviderCapabilities:
     reaches_server: bool = False
     """True if its runs can reach this server at the address the server was called at (a worker on
     the same network); otherwise delivering back to this server needs the server's public URL."""
+    pushes_state: bool = False
+    """True if its runs write their state, logs and progress into the job store themselves (the
+    worker protocol): the scheduler then never polls them, except to carry out a pending cancel."""
 
 
 @dataclass(frozen=True)

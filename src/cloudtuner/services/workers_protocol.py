@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,7 +48,7 @@ from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.storage_credentials import issue_job_storage_credentials, storage_endpoint_url
 from cloudtuner.services.transitions import lock_job, transition_job
 from cloudtuner.services.uploads import PreparedUpload, local_datasets, prepare_archive
-from cloudtuner.services.workers import worker_for_token
+from cloudtuner.services.workers import hash_token, worker_for_token
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,16 @@ def providers_for(labels: dict[str, str]) -> tuple[str, ...]:
 
 
 class WorkAvailable:
-    """Wakes this process's long-polling claims when a job becomes available (other processes poll)."""
+    """Wakes this process's long-polling claims when a job becomes available (other processes poll).
+
+    ``claiming`` lets one claim at a time in this process look for a job and take it: claims
+    that ran at once would all read the same candidates and race for the first, each loser
+    paying a write transaction. Claims from other processes still race, and lose cleanly.
+    """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.claiming = asyncio.Lock()
 
     def notify(self) -> None:
         """Wake every waiting claim."""
@@ -127,24 +133,8 @@ class _Worker:
     labels: dict[str, str]
     gpus: list[GpuInfo]
     draining: bool
-
-
-async def _touch(ctx: ServiceContext, token: str) -> _Worker:
-    """Read the worker of ``token``; record its heartbeat (a write only when the last is over 1 s old)."""
-    now = ctx.clock.now()
-    async with ctx.db.read() as session:
-        worker = await worker_for_token(session, token)
-        found = _Worker(
-            worker.id,
-            dict(worker.labels or {}),
-            [GpuInfo.model_validate(g) for g in worker.gpus or []],
-            worker.draining,
-        )
-        fresh = worker.last_heartbeat_at is not None and now - worker.last_heartbeat_at < timedelta(seconds=1)
-    if not fresh:
-        async with ctx.db.transaction() as session:
-            await session.execute(update(WorkerRow).where(WorkerRow.id == found.id).values(last_heartbeat_at=now))
-    return found
+    heartbeat_fresh: bool
+    """True if its last heartbeat is under a second old (not worth writing again)."""
 
 
 async def claim_job(
@@ -160,7 +150,8 @@ async def claim_job(
     Jobs are taken highest priority first, then oldest, among those whose requirements the
     worker meets, at the providers its labels name (:func:`providers_for`). A draining worker
     gets ``drain: true`` and no job. ``base_url`` is where the worker reaches this server (its
-    outputs go to the S3 endpoint there).
+    outputs go to the S3 endpoint there). Each look costs one read; taking a job, one write
+    transaction, which also records the worker's heartbeat.
 
     Raises:
         InvalidWorkerTokenError: the token is not valid.
@@ -168,12 +159,21 @@ async def claim_job(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_seconds, ctx.settings.worker_poll_seconds)
     while True:
-        worker = await _touch(ctx, token)
-        if worker.draining:
-            return ClaimResponse(job=None, drain=True)
-        job = await _try_claim(ctx, worker, providers_for(worker.labels), base_url)
+        async with work.claiming:
+            worker, candidates = await _look(ctx, token)
+            if worker.draining:
+                job = None
+            else:
+                job = await _take_first(ctx, worker, candidates, base_url)
         if job is not None:
             return ClaimResponse(job=job)
+        if not worker.heartbeat_fresh:
+            async with ctx.db.transaction() as session:
+                await session.execute(
+                    update(WorkerRow).where(WorkerRow.id == worker.id).values(last_heartbeat_at=ctx.clock.now())
+                )
+        if worker.draining:
+            return ClaimResponse(job=None, drain=True)
         remaining = deadline - loop.time()
         if remaining <= 0:
             return ClaimResponse(job=None)
@@ -185,48 +185,64 @@ async def claim_job(
 _REQUIREMENTS: OrderedDict[str, WorkerRequirements] = OrderedDict()
 """Requirements by job id (a job's config never changes), so that claims do not parse configs again."""
 _REQUIREMENTS_MAX = 10_000
+_READ_AHEAD = 500
+"""How many waiting jobs' requirements a claim reads when one of its candidates is not cached."""
 
 
-async def _requirements(ctx: ServiceContext, job_ids: list[str]) -> dict[str, WorkerRequirements]:
-    missing = [job_id for job_id in job_ids if job_id not in _REQUIREMENTS]
-    if missing:
-        async with ctx.db.read() as session:
-            rows = (await session.execute(select(JobRow.id, JobRow.config).where(JobRow.id.in_(missing)))).all()
-        for job_id, config in rows:
-            _REQUIREMENTS[job_id] = WorkerRequirements.from_config(config or {})
-        while len(_REQUIREMENTS) > _REQUIREMENTS_MAX:
-            _REQUIREMENTS.popitem(last=False)
-    return {job_id: _REQUIREMENTS[job_id] for job_id in job_ids if job_id in _REQUIREMENTS}
+async def _look(ctx: ServiceContext, token: str) -> tuple[_Worker, list[str]]:
+    """Read the worker of ``token`` and the ids of the jobs it could take, in the order to try them.
 
-
-async def _try_claim(
-    ctx: ServiceContext, worker: _Worker, providers: tuple[str, ...], base_url: str
-) -> ClaimedJob | None:
-    waiting = (
-        select(JobRow.id, JobRow.priority)
-        .outerjoin(WorkerAssignmentRow, WorkerAssignmentRow.job_id == JobRow.id)
-        .where(
-            JobRow.status == JobStatus.STARTING.value,
-            JobRow.provider.in_(providers),
-            JobRow.cancel_requested_at.is_(None),
-            WorkerAssignmentRow.job_id.is_(None),
-        )
-        .order_by(JobRow.priority.desc(), JobRow.id)
-        .limit(50)
-    )
+    Raises:
+        InvalidWorkerTokenError: the token is not valid.
+    """
+    now = ctx.clock.now()
     async with ctx.db.read() as session:
-        rows = (await session.execute(waiting)).all()
-    needs = await _requirements(ctx, [row.id for row in rows])
+        row = await worker_for_token(session, token)
+        worker = _Worker(
+            row.id,
+            dict(row.labels or {}),
+            [GpuInfo.model_validate(g) for g in row.gpus or []],
+            row.draining,
+            row.last_heartbeat_at is not None and now - row.last_heartbeat_at < timedelta(seconds=1),
+        )
+        if worker.draining:
+            return worker, []
+        waiting = (
+            select(JobRow.id, JobRow.priority)
+            .outerjoin(WorkerAssignmentRow, WorkerAssignmentRow.job_id == JobRow.id)
+            .where(
+                JobRow.status == JobStatus.STARTING.value,
+                JobRow.provider.in_(providers_for(worker.labels)),
+                JobRow.cancel_requested_at.is_(None),
+                WorkerAssignmentRow.job_id.is_(None),
+            )
+            .order_by(JobRow.priority.desc(), JobRow.id)
+            .limit(50)
+        )
+        rows = [(job_id, priority) for job_id, priority in (await session.execute(waiting)).all()]
+        if any(job_id not in _REQUIREMENTS for job_id, _ in rows):
+            # Read ahead: the next claims find the requirements of the jobs behind these cached.
+            ahead = waiting.with_only_columns(JobRow.id, JobRow.config).limit(_READ_AHEAD)
+            for job_id, config in (await session.execute(ahead)).all():
+                if job_id not in _REQUIREMENTS:
+                    _REQUIREMENTS[job_id] = WorkerRequirements.from_config(config or {})
+            while len(_REQUIREMENTS) > _REQUIREMENTS_MAX:
+                _REQUIREMENTS.popitem(last=False)
     matching = [
         (job_id, priority)
         for job_id, priority in rows
-        if job_id in needs and needs[job_id].matches(worker.labels, worker.gpus)
+        if (needs := _REQUIREMENTS.get(job_id)) is not None and needs.matches(worker.labels, worker.gpus)
     ]
-    for job_id in _spread(matching):
+    return worker, _spread(matching)
+
+
+async def _take_first(ctx: ServiceContext, worker: _Worker, candidates: list[str], base_url: str) -> ClaimedJob | None:
+    providers = providers_for(worker.labels)
+    for job_id in candidates:
         try:
             claimed = await _take(ctx, worker, job_id, providers, base_url)
         except IntegrityError:
-            continue  # another worker took it first
+            continue  # a worker served by another process took it first
         if claimed is not None:
             return claimed
     return None
@@ -234,8 +250,9 @@ async def _try_claim(
 
 def _spread(candidates: list[tuple[str, int]], window: int = 16) -> list[str]:
     """Return the job ids to try, in queue order, except that the first few of the top priority
-    are rotated by a random offset: workers polling at once then try different jobs first
-    instead of all racing for the oldest (which costs each loser a write transaction)."""
+    are rotated by a random offset: workers of several processes polling at once then try
+    different jobs first instead of all racing for the oldest (which costs each loser a write
+    transaction)."""
     if not candidates:
         return []
     top = candidates[0][1]
@@ -248,6 +265,11 @@ def _spread(candidates: list[tuple[str, int]], window: int = 16) -> list[str]:
 async def _take(
     ctx: ServiceContext, worker: _Worker, job_id: str, providers: tuple[str, ...], base_url: str
 ) -> ClaimedJob | None:
+    """Assign ``job_id`` to ``worker`` if it is still waiting for one; None if it is not.
+
+    Raises:
+        IntegrityError: another process assigned it meanwhile (the primary key refused ours).
+    """
     now = ctx.clock.now()
     lease_token = secrets.token_hex(16)
     async with ctx.db.transaction() as session:
@@ -256,7 +278,6 @@ async def _take(
             job.status != JobStatus.STARTING.value
             or job.provider not in providers
             or job.cancel_requested_at is not None
-            or await session.get(WorkerAssignmentRow, job_id) is not None
         ):
             return None
         session.add(
@@ -270,10 +291,11 @@ async def _take(
             )
         )
         await session.flush()
-        row = await session.get(WorkerRow, worker.id)
-        if row is not None:
-            row.current_job_id = job_id
-            row.state = WorkerStatus.BUSY.value
+        await session.execute(
+            update(WorkerRow)
+            .where(WorkerRow.id == worker.id)
+            .values(current_job_id=job_id, state=WorkerStatus.BUSY.value, last_heartbeat_at=now)
+        )
         credentials = await issue_job_storage_credentials(ctx, session, job_id, now=now)
         return ClaimedJob(
             job_id=job_id,
@@ -369,16 +391,29 @@ async def report_result(ctx: ServiceContext, token: str, job_id: str, request: R
     """
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
-        worker = await worker_for_token(session, token)
-        job = await lock_job(session, job_id)
-        assignment = await _held(session, worker.id, job_id, request.lease_token)
-        if assignment is None:
+        job = await lock_job(session, job_id)  # the job first, then its assignment: the reaper's order
+        tokens_worker = select(WorkerRow.id).where(
+            WorkerRow.token_sha256 == hash_token(token), WorkerRow.revoked_at.is_(None)
+        )
+        ended = await session.execute(
+            delete(WorkerAssignmentRow)
+            .where(
+                WorkerAssignmentRow.job_id == job_id,
+                WorkerAssignmentRow.lease_token == request.lease_token,
+                WorkerAssignmentRow.worker_id.in_(tokens_worker.scalar_subquery()),
+            )
+            .returning(WorkerAssignmentRow.worker_id)
+        )
+        worker_id = ended.scalar()
+        if worker_id is None:
+            worker = await worker_for_token(session, token)  # raises for a bad token
             log.warning("ignoring a late result for job %s from worker %s", job_id, worker.name)
             return AckResponse(accepted=False, keep_running=False)
-        await session.delete(assignment)
-        worker.current_job_id = None
-        worker.state = WorkerStatus.IDLE.value
-        worker.last_heartbeat_at = now
+        await session.execute(
+            update(WorkerRow)
+            .where(WorkerRow.id == worker_id)
+            .values(current_job_id=None, state=WorkerStatus.IDLE.value, last_heartbeat_at=now)
+        )
         if not JobStatus(job.status).is_terminal:
             if request.status == "completed":
                 transition_job(session, job, JobStatus.COMPLETED, cause="worker reported completed", now=now)

@@ -64,7 +64,7 @@ class WorkerProvider(CloudTrainerService):
     def capabilities(self) -> ProviderCapabilities:
         # Workers fetch the packaged datasets themselves when they claim a job, and write logs
         # and progress straight to the job: the scheduler has nothing to upload or to poll.
-        return ProviderCapabilities(live_logs=False, cancel=True, reaches_server=True)
+        return ProviderCapabilities(live_logs=False, cancel=True, reaches_server=True, pushes_state=True)
 
     def _require_source(self) -> RunStateSource:
         if self._source is None:
