@@ -113,6 +113,17 @@ async def test_only_queue_managers_choose_a_priority_at_submission(manual: Runni
     assert (await stored(manual, reply.json()["job_id"])).priority == 20
 
 
+async def test_submit_body_chooses_a_priority_for_queue_managers_only(people: Team) -> None:
+    chosen = {**HANG, "priority": 7}
+    refused = await people.client.post(SUBMIT, headers=bearer(people.tokens["rob"]), json=chosen)
+    assert refused.status_code == 403 and "queue.manage" in refused.json()["detail"], refused.text
+    accepted = await people.client.post(SUBMIT, headers=bearer(people.tokens["lena"]), json=chosen)
+    assert accepted.status_code == 202, accepted.text
+    assert (await stored(people.running, accepted.json()["job_id"])).priority == 7
+    out_of_range = await people.client.post(SUBMIT, headers=bearer(people.admin_token), json={**HANG, "priority": 5000})
+    assert out_of_range.status_code == 422
+
+
 async def test_users_have_teams_and_jobs_keep_theirs(people: Team) -> None:
     admin = bearer(people.admin_token)
     created = await people.client.post(

@@ -220,3 +220,50 @@ def test_history_gives_the_range_and_the_median() -> None:
     unpriced = estimate_from(shape, None, None, History(()))
     assert unpriced.high_usd is None and "no price" in (unpriced.basis.note or "")
     assert "no figures for pixart" in (unpriced.basis.note or "")
+
+
+class _Providers:
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+
+    def find(self, name: str) -> Any:
+        return self.provider
+
+
+class _Clock:
+    def now(self) -> datetime:
+        return NOW
+
+
+def _scheduling_context(provider: Any) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        clock=_Clock(), settings=Settings(reconcile_interval_seconds=30), providers=_Providers(provider)
+    )
+
+
+def test_a_job_is_read_when_its_budget_cap_is_reached_not_a_whole_interval_later() -> None:
+    from cloudtuner.services.dispatch import _schedule_next_sync
+
+    ctx = _scheduling_context(ScriptedProvider())
+    capped = job(provider="scripted", budget_usd=0.01, cost_usd=0.01 - 5 * L40S)  # five seconds of budget left
+    _schedule_next_sync(ctx, capped)
+    assert capped.next_sync_at is not None
+    assert abs((capped.next_sync_at - NOW).total_seconds() - 5) < 0.01
+    uncapped = job(provider="scripted")
+    _schedule_next_sync(ctx, uncapped)
+    assert uncapped.next_sync_at == NOW + timedelta(seconds=30)
+
+
+def test_jobs_whose_provider_pushes_state_are_not_polled_unless_a_cancel_is_pending() -> None:
+    from cloudtuner.providers.worker import WorkerProvider
+    from cloudtuner.services.dispatch import _schedule_next_sync
+
+    ctx = _scheduling_context(WorkerProvider())
+    waiting = job(provider="worker", status=JobStatus.STARTING.value)
+    _schedule_next_sync(ctx, waiting)
+    assert waiting.next_sync_at is None
+    cancelling = job(provider="worker", cancel_requested_at=NOW)
+    _schedule_next_sync(ctx, cancelling)
+    assert cancelling.next_sync_at == NOW

@@ -13,7 +13,8 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from sqlalchemy import delete
 
@@ -128,7 +129,9 @@ class Scheduler:
     def _free_slots(self) -> int:
         return max(0, self._max_concurrent_calls - len(self._in_flight))
 
-    def _spawn(self, work: Awaitable[None], name: str) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` as a task of its own; a task cancelled before it started closes ``work``."""
+
         async def run() -> None:
             try:
                 await work
@@ -141,6 +144,7 @@ class Scheduler:
         task = asyncio.create_task(run(), name=name)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(lambda _task: work.close())  # a no-op for work that ran
 
     def _reconcile_tick_seconds(self) -> float:
         return min(1.0, self.ctx.settings.reconcile_interval_seconds)

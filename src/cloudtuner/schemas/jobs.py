@@ -11,6 +11,7 @@ from cloudtuner.core.states import JobStatus
 from cloudtuner.schemas.artifacts import Artifact
 from cloudtuner.schemas.costs import CostEstimate, CostLimitStatus
 from cloudtuner.schemas.publishing import PublishingRequest, PublishingView
+from cloudtuner.schemas.queue import MAX_PRIORITY, MIN_PRIORITY
 from cloudtuner.schemas.uploads import UploadSummary
 
 
@@ -78,6 +79,12 @@ class SubmitJobRequest(BaseModel):
     )
     upload_consent: bool | None = Field(default=None, description="Consent to upload local datasets to the provider.")
     hardware: str | None = Field(default=None, max_length=64, description="Hardware profile, e.g. gpu-l40s.")
+    priority: int | None = Field(
+        default=None,
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        description="Queue priority to start at (needs queue.manage); by default the submitter's role's.",
+    )
     publishing: PublishingRequest | None = Field(
         default=None,
         description="Where the trained model goes: huggingface, s3, local or none (see PublishingRequest); "

@@ -139,14 +139,25 @@ def apply_cost(ctx: ServiceContext, job: JobRow, info: CloudJobInfo, now: dateti
 def _schedule_next_sync(ctx: ServiceContext, job: JobRow, info: CloudJobInfo | None = None) -> None:
     """Set when a job's run is read next.
 
-    An unfinished job: after the reconcile interval, or at once while a cancel is pending (a
-    budget cap asked for one). A finished job: not again, unless its provider's final cost is
-    not in yet and its run is still ending (``info`` not final), for up to :data:`FINAL_COST_WINDOW`.
+    An unfinished job: after the reconcile interval (sooner if its budget cap is reached before),
+    or at once while a cancel is pending (a budget cap asked for one). A finished job: not again,
+    unless its provider's final cost is not in yet and its run is still ending (``info`` not
+    final), for up to :data:`FINAL_COST_WINDOW`.
+    A job whose provider pushes its state (``ProviderCapabilities.pushes_state``) is read only to
+    carry out a pending cancel.
     """
     now = ctx.clock.now()
     later = now + timedelta(seconds=ctx.settings.reconcile_interval_seconds)
     if not JobStatus(job.status).is_terminal:
-        job.next_sync_at = now if job.cancel_requested_at is not None else later
+        if job.cancel_requested_at is not None:
+            job.next_sync_at = now
+        else:
+            provider = _provider_for(ctx, job)
+            if provider is not None and provider.capabilities.pushes_state:
+                job.next_sync_at = None
+            else:
+                # A budget cap reached before the usual interval is checked when it is reached.
+                job.next_sync_at = min(later, costs.budget_reached_at(job, now) or later)
         return
     run_ending = info is not None and not info.status.as_job_status().is_terminal
     recent = job.finished_at is not None and now - job.finished_at < FINAL_COST_WINDOW

@@ -73,7 +73,7 @@ async def submit_job(
 ) -> Response:
     """Queue a job from a saved config (`config_name_to_load`) or an inline `config` with its
     `dataloader_config`. Returns at once; the scheduler starts the job when limits allow."""
-    result = await submissions.submit_job(ctx, principal, provider.strip().lower(), body)
+    result = await submissions.submit_job(ctx, principal, provider.strip().lower(), body, priority=body.priority)
     reply = SubmitJobResponse(
         job_id=result.job.job_id,
         status=result.job.status,
