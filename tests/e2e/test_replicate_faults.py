@@ -97,16 +97,21 @@ def test_failed_reads_are_retried_honouring_retry_after_and_the_job_completes(
             assert gap >= 0.95, f"retried {gap:.2f} s after a 429 with Retry-After: 1: {reads}"
 
 
-def test_throttled_create_is_reconciled_before_it_is_sent_again(
+def test_throttled_create_is_requeued_without_counting_and_sent_again(
     servers: ServerFactory, fake: FakeReplicateRemote, body: dict[str, Any]
 ) -> None:
+    """A 429 on the create call means nothing was made: the job goes back to the queue, the
+    attempt is not counted, and the next create waits for Retry-After."""
     server = replicate_server(servers, fake, webhooks=False)
     fake.throttle_next(1, retry_after=1, method="POST", path="/v1/predictions")
 
     job_id = submit(server, body)
     job = wait_for_job(server, job_id, "completed")
     only_run(fake, job_id)
-    check_requeued_once(fake, job)
+    assert job["dispatch_attempts"] == 1, job
+    assert "requeued" in event_causes(job), job["events"]
+    assert assert_forward_only(job, requeues=True)[-1] == "completed"
+    assert len([r for r in fake.requests() if (r["method"], r["path"]) == CREATE]) == 2
 
 
 def check_requeued_once(fake: FakeReplicateRemote, job: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 from cloudtuner.core.errors import ProviderRejectedError, ProviderUnavailableError, WebhookRejectedError
 from cloudtuner.core.progress import JobProgress
 from cloudtuner.providers.base import (
+    NOTHING_CREATED,
     CloudJobInfo,
     CloudJobStatus,
     CloudTrainerService,
@@ -73,6 +74,8 @@ class ScriptedProvider(CloudTrainerService):
         self._memory: dict[str, Any] = {"runs": {}, "crashed": []}
         # Switches for in-process tests.
         self.reject_next_runs = 0
+        self.rate_limit_next_runs = 0
+        """Create calls turned away before anything is made (``create_outcome: nothing_created``)."""
         self.unavailable_next_calls = 0
         self.unavailable_next_cancels = 0
         self.run_job_calls = 0
@@ -145,6 +148,11 @@ class ScriptedProvider(CloudTrainerService):
         if self.reject_next_runs > 0:
             self.reject_next_runs -= 1
             raise ProviderRejectedError("scripted provider: this run was refused")
+        if self.rate_limit_next_runs > 0:
+            self.rate_limit_next_runs -= 1
+            raise ProviderUnavailableError(
+                "scripted provider: rate limited; nothing was created", create_outcome=NOTHING_CREATED
+            )
         if request.dataset_archive is not None:
             archive = request.dataset_archive
             with zipfile.ZipFile(archive.path) as bundle:

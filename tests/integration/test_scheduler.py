@@ -116,6 +116,25 @@ async def test_gives_up_after_the_allowed_attempts(manual: RunningApp) -> None:
     assert manual.provider.runs() == []
 
 
+async def test_a_rate_limited_start_goes_back_to_the_queue_without_counting(manual: RunningApp) -> None:
+    job_id = await submit(manual)
+    manual.provider.rate_limit_next_runs = 5  # more than max_dispatch_attempts, and still no failure
+    for _ in range(5):
+        await manual.scheduler.run_dispatch_once()
+        await manual.scheduler.drain()
+        job = await job_row(manual, job_id)
+        assert job.status == JobStatus.QUEUED.value and job.lease_token is None
+        assert job.dispatch_attempts == 0
+    await manual.scheduler.run_dispatch_once()
+    await manual.scheduler.drain()
+    job = await job_row(manual, job_id)
+    assert job.status in (JobStatus.STARTING.value, JobStatus.RUNNING.value), job.error
+    assert job.dispatch_attempts == 1
+    assert len(manual.provider.runs_for(job_id)) == 1
+    causes = [e["cause"] for e in (await manual.client.get(f"/api/cloud/jobs/{job_id}")).json()["job"]["events"]]
+    assert causes == ["submitted", *["dispatched", "requeued"] * 5, "dispatched"]
+
+
 async def test_cancel_during_dispatch_cancels_the_new_run(manual: RunningApp) -> None:
     job_id = await submit(manual, inline_job(**{"--scripted_outcome": "hang"}))
     [(claimed_id, token)] = await dispatch.claim_queued(manual.ctx, manual.scheduler.owner)

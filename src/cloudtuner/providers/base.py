@@ -185,6 +185,11 @@ class WebhookEvent:
     """The run's whole log so far, when the delivery carries it."""
 
 
+NOTHING_CREATED = "nothing_created"
+"""``ProviderUnavailableError.context["create_outcome"]`` from :meth:`CloudTrainerService.run_job`
+when the provider turned the run away before creating it (for example its rate limit)."""
+
+
 class CloudTrainerService(abc.ABC):
     """A place where training jobs run: Replicate, self-hosted workers, this machine.
 
@@ -233,7 +238,10 @@ class CloudTrainerService(abc.ABC):
         Raises:
             ProviderRejectedError: refused; the run does not exist.
             ProviderAuthError: credentials missing or refused; the run does not exist.
-            ProviderUnavailableError: the outcome is unknown; the run may exist.
+            ProviderUnavailableError: the outcome is unknown; the run may exist. With
+                ``context["create_outcome"] == NOTHING_CREATED`` the provider refused before
+                creating anything (a rate limit): the job goes back to the queue and the attempt
+                does not count towards the job's dispatch attempts.
         """
 
     async def find_job_by_reference(self, job_id: str, request: RunRequest | None = None) -> CloudJobInfo | None:

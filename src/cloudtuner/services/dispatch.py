@@ -26,12 +26,24 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloudtuner.core.errors import ConfigurationError, ProviderAuthError, ProviderError, ProviderRejectedError
+from cloudtuner.core.errors import (
+    ConfigurationError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+)
 from cloudtuner.core.progress import JobProgress
 from cloudtuner.core.states import ACTIVE_STATES, JobStatus, is_legal_transition
 from cloudtuner.db.tables import JobLogRow, JobRow
 from cloudtuner.packaging.errors import PackagingError
-from cloudtuner.providers.base import CloudJobInfo, CloudTrainerService, ProgressCallback, RunRequest
+from cloudtuner.providers.base import (
+    NOTHING_CREATED,
+    CloudJobInfo,
+    CloudTrainerService,
+    ProgressCallback,
+    RunRequest,
+)
 from cloudtuner.services import costs, publishing
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.costs_prices import provider_price
@@ -192,6 +204,7 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
             )  # fmt: skip
             return None
         uploading = uploads_for(provider, job.dataloader_config)
+        first_dispatch = job.dispatch_started_at is None
         job.dispatch_attempts += 1
         job.dispatch_started_at = now
         transition_job(
@@ -200,27 +213,18 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         )  # fmt: skip
         # The job's own key for the built-in S3 endpoint, and where it delivers (services.publishing).
         storage = add_job_storage_credentials(ctx, session, job, now=now)
-        publishing.note_delivery(session, job, now=now)
+        if first_dispatch:
+            publishing.note_delivery(session, job, now=now)
         return provider, run_request(job), uploading, storage
 
     intent = await ctx.job_updates.apply(job_id, record_intent)
     if intent is None:
         return
     provider, request, uploading, storage = intent
-    try:
-        delivery = publishing.delivery_target(
-            ctx, provider, job_id, request.publishing, credentials=storage, base_url=await public_url(ctx)
-        )
-    except ConfigurationError as exc:
-        await _fail_if_leased(ctx, job_id, token, exc.message, cause="publishing settings unreadable")
+    completed = await _complete_request(ctx, provider, job_id, token, request, storage)
+    if completed is None:
         return
-    request = replace(request, delivery=delivery)
-    request = replace(request, report_progress=progress_reporter(ctx, job_id, token))
-    if request.hardware is None:
-        request = replace(request, hardware=(await get_provider_settings(ctx, provider.provider_name)).default_hardware)
-    base_url = await public_url(ctx) if provider.capabilities.webhooks else None
-    if base_url:
-        request = replace(request, webhook_url=f"{base_url}/api/webhooks/{provider.provider_name}?job_id={job_id}")
+    request = completed
     prepared: PreparedUpload | None = None
     try:
         async with lease_heartbeat(ctx, job_id, token):
@@ -238,6 +242,9 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         await _fail_if_leased(ctx, job_id, token, exc.message, cause="provider refused the run")
         return
     except Exception as exc:
+        if isinstance(exc, ProviderUnavailableError) and exc.context.get("create_outcome") == NOTHING_CREATED:
+            await _requeue_uncounted(ctx, job_id, token, exc.message)
+            return
         # The run may or may not exist: leave the job for recover_job to reconcile by reference.
         log.warning("starting job %s at %s had no clear outcome: %s", job_id, provider.provider_name, exc)
         await release_lease(ctx, job_id, token)
@@ -246,6 +253,32 @@ async def dispatch_job(ctx: ServiceContext, job_id: str, token: str) -> None:
         if prepared is not None:
             discard_archive(prepared.archive)
     await attach_run(ctx, job_id, token, info, cause="provider accepted the run")
+
+
+async def _complete_request(
+    ctx: ServiceContext,
+    provider: CloudTrainerService,
+    job_id: str,
+    token: str,
+    request: RunRequest,
+    storage: JobStorageCredentials,
+) -> RunRequest | None:
+    """Add what the run needs beyond the job row: where it delivers, progress reports, default
+    hardware and the webhook URL. None if the job failed because its publishing settings are unreadable."""
+    try:
+        delivery = publishing.delivery_target(
+            ctx, provider, job_id, request.publishing, credentials=storage, base_url=await public_url(ctx)
+        )
+    except ConfigurationError as exc:
+        await _fail_if_leased(ctx, job_id, token, exc.message, cause="publishing settings unreadable")
+        return None
+    request = replace(request, delivery=delivery, report_progress=progress_reporter(ctx, job_id, token))
+    if request.hardware is None:
+        request = replace(request, hardware=(await get_provider_settings(ctx, provider.provider_name)).default_hardware)
+    base_url = await public_url(ctx) if provider.capabilities.webhooks else None
+    if base_url:
+        request = replace(request, webhook_url=f"{base_url}/api/webhooks/{provider.provider_name}?job_id={job_id}")
+    return request
 
 
 def run_request(job: JobRow) -> RunRequest:
@@ -295,6 +328,24 @@ async def _record_package(ctx: ServiceContext, job_id: str, token: str, prepared
             job.package_sha256 = prepared.archive.sha256
 
     await ctx.job_updates.apply(job_id, change)
+
+
+async def _requeue_uncounted(ctx: ServiceContext, job_id: str, token: str, message: str) -> None:
+    """Put a leased job back in the queue after its provider turned the run away before creating
+    it (``NOTHING_CREATED``): the attempt is not counted, so a rate limit never fails a job."""
+
+    def change(session: AsyncSession, job: JobRow | None) -> None:
+        if job is None or not holds_lease(job, token) or job.status not in _STARTING_STATES:
+            return
+        job.dispatch_attempts = max(0, job.dispatch_attempts - 1)
+        transition_job(session, job, JobStatus.QUEUED, cause="requeued", now=ctx.clock.now(), detail=message)
+        job.lease_owner = job.lease_token = None
+        job.lease_expires_at = None
+
+    await ctx.job_updates.apply(job_id, change)
+
+
+_STARTING_STATES = (JobStatus.UPLOADING.value, JobStatus.STARTING.value)
 
 
 async def _fail_if_leased(ctx: ServiceContext, job_id: str, token: str, message: str, *, cause: str) -> None:

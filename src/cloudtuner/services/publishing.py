@@ -352,13 +352,13 @@ def delivery_target(
 
 
 def note_delivery(session: AsyncSession, job: JobRow, *, now: datetime) -> None:
-    """Record the job's delivery row, on its first dispatch, inside the dispatch transaction.
+    """Record the job's delivery row inside the transaction of its first dispatch (the caller
+    calls this once per job: a job requeued and dispatched again keeps the row of its first).
 
-    Awaits nothing (for ``JobUpdates``). Jobs that deliver nowhere get no row; a job requeued and
-    dispatched again keeps the row of its first attempt.
+    Awaits nothing (for ``JobUpdates``). Jobs that deliver nowhere get no row.
     """
     destination = requested_destination(job.publishing)
-    if destination == PublishingDestination.NONE.value or job.dispatch_attempts != 1:
+    if destination == PublishingDestination.NONE.value:
         return
     session.add(
         JobDeliveryRow(

@@ -11,7 +11,7 @@ import pytest
 
 from cloudtuner.core.errors import ProviderRejectedError, ProviderUnavailableError
 from cloudtuner.core.ids import new_sortable_id
-from cloudtuner.providers.base import CloudJobStatus, RunRequest
+from cloudtuner.providers.base import NOTHING_CREATED, CloudJobStatus, RunRequest
 from cloudtuner.providers.replicate import ReplicateProvider
 from tests.fakes.replicate import TRAINER_VERSION, FakeReplicate
 from tests.support.waiting import wait_until
@@ -128,8 +128,9 @@ async def test_5xx_before_any_run_was_created(provider: ReplicateProvider, fake:
 async def test_429_on_create_is_not_retried(provider: ReplicateProvider, fake: FakeReplicate) -> None:
     fake.throttle_next(1, retry_after=1, method="POST", path=CREATE)
     request = run_request()
-    with pytest.raises(ProviderUnavailableError, match="rate limiting"):
+    with pytest.raises(ProviderUnavailableError, match="rate limiting") as caught:
         await provider.run_job(request)
+    assert caught.value.context["create_outcome"] == NOTHING_CREATED  # the scheduler requeues, uncounted
     assert len(fake.requests(method="POST", path=CREATE)) == 1
     assert await provider.find_job_by_reference(request.job_id) is None
 

@@ -45,6 +45,7 @@ from cloudtuner.core.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
+from cloudtuner.providers.base import NOTHING_CREATED
 from cloudtuner.providers.replicate.network import (
     CA_BUNDLE_VARIABLES,
     PROXY_VARIABLES,
@@ -269,6 +270,7 @@ class ReplicateHTTP:
         for attempt in range(tries):
             hint: float | None = None
             unsettled = False
+            nothing_created = False
             try:
                 response = await self._client.request(
                     method,
@@ -293,12 +295,15 @@ class ReplicateHTTP:
                 hint = retry_after_seconds(response.headers.get("retry-after"), now=self.timing.now())
                 failure = _unavailable_message(response, action, hint)
                 if creates and response.status_code == 429:
+                    nothing_created = True
                     delay = self.create_gate.refused(hint)
                     failure = (
                         f"{failure} Nothing was created; the next create call waits {delay:.3g} s before it is sent."
                     )
             if creates and unsettled:
                 raise ProviderUnavailableError(failure, create_outcome=OUTCOME_UNKNOWN)
+            if nothing_created:
+                raise ProviderUnavailableError(failure, create_outcome=NOTHING_CREATED)
             if attempt + 1 >= tries:
                 raise ProviderUnavailableError(failure)
             wait = self.retry.wait(attempt, hint, self.timing.jitter())

@@ -6,10 +6,12 @@ file (reused while Replicate holds one with the same sha256). Status, logs, prog
 read from the prediction; the mapping is shared with webhook payloads (:mod:`.mapping`).
 
 **Creating a run is never repeated blindly.** ``run_job`` sends the create call once. A timeout,
-a dropped connection, a 429 or a 5xx on that call raise ``ProviderUnavailableError``: the run may
-exist, and the scheduler asks :meth:`ReplicateProvider.find_job_by_reference` before sending again.
-After a 429 (Replicate's rate limit; nothing was created) the next create call of any job waits
-for the ``Retry-After`` it gave, at most ``ReplicateOptions.create_throttle.max_wait_seconds``.
+a dropped connection or a 5xx on that call raise ``ProviderUnavailableError``: the run may exist,
+and the scheduler asks :meth:`ReplicateProvider.find_job_by_reference` before sending again. A 429
+(Replicate's rate limit) raises it with ``create_outcome: NOTHING_CREATED``: nothing was made, so
+the scheduler puts the job back in the queue without counting the attempt, and the next create
+call of any job waits for the ``Retry-After`` it gave, at most
+``ReplicateOptions.create_throttle.max_wait_seconds``.
 
 **What find_job_by_reference guarantees** (see :mod:`.reconcile` for the rules):
 
