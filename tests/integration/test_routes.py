@@ -117,6 +117,7 @@ async def test_multi_user_mode_refuses_anonymous_callers_everywhere(running: Run
     assert checked >= 30
     # The public list is short and each entry is there for a reason.
     assert "/api/auth/login" in PUBLIC_ROUTES
+    assert "/api/auth/setup" in PUBLIC_ROUTES  # the first admin, with the one-time setup token from the log
     assert not [path for path in PUBLIC_ROUTES if path.startswith(("/api/cloud/jobs", "/api/users", "/api/audit"))]
     # The worker protocol answers 401 to anyone without a worker token.
     for path in sorted(WORKER_ROUTES):

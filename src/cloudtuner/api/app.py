@@ -35,6 +35,7 @@ from cloudtuner.providers.registry import ProviderRegistry, load_plugin
 from cloudtuner.providers.replicate import ReplicateProvider
 from cloudtuner.providers.worker import WorkerProvider
 from cloudtuner.scheduler.loops import Scheduler
+from cloudtuner.services import setup_token
 from cloudtuner.services.config_history import ConfigHistory
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.provider_admin import provider_token
@@ -134,6 +135,7 @@ def create_app(
             if not getattr(app.state, "store_prepared", False):
                 await check_startable(settings, db)
                 await migrate.upgrade(db)
+            await setup_token.announce_setup_token(ctx)  # no users yet: log the one-time setup token, once
             await storage_endpoint.open()
             if settings.scheduler_enabled:
                 scheduler.start()
@@ -167,6 +169,12 @@ def create_app(
     app.state.storage = storage_endpoint
     install_error_handlers(app)
     app.add_middleware(AuditMiddleware)
+    _include_routes(app, ctx)
+    return app
+
+
+def _include_routes(app: FastAPI, ctx: ServiceContext) -> None:
+    """Add every route, in the order they are matched."""
     # Webhooks first: providers may deliver a thousand a second, and routes are matched in order.
     app.include_router(webhooks.router)
     app.include_router(health.router)
@@ -184,8 +192,6 @@ def create_app(
     app.include_router(events.router)
     worker_protocol.install(app, ctx)  # /api/admin/workers, /api/worker/... and the worker providers' store
     app.include_router(ui.router)  # the web UI at /, its assets and its job search
-
-    return app
 
 
 def app_from_environment() -> FastAPI:

@@ -30,6 +30,7 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/api/cloud/storage",
         "/api/cloud/storage/{path:path}",
         "/api/auth/login",
+        "/api/auth/setup",  # the first admin, with the one-time setup token from the log
     }
 )
 """Paths anyone may reach without signing in (webhooks and S3 requests authenticate by their signature)."""

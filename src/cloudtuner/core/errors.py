@@ -264,6 +264,13 @@ class InvalidTokenError(AuthenticationRequiredError):
     code = "invalid_token"
 
 
+class InvalidSetupTokenError(AuthenticationRequiredError):
+    """This setup token is not valid (wrong, already used or expired): restart the server for a new one,
+    printed in its log, or create the admin with `cloudtuner admin create`."""
+
+    code = "invalid_setup_token"
+
+
 class LoginThrottledError(CloudtunerError):
     """Too many failed sign-ins: wait before trying again, or ask an admin to unlock the account."""
 

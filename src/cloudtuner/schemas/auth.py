@@ -30,6 +30,16 @@ class LoginRequest(BaseModel):
     password: SecretStr = Field(min_length=1, max_length=1024)
 
 
+class SetupRequest(BaseModel):
+    """The first admin, created with the one-time setup token printed in the server's log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    setup_token: SecretStr = Field(min_length=1, max_length=256, description="`setup_...`, from the server's log.")
+    username: str = Field(min_length=1, max_length=64)
+    password: SecretStr = Field(min_length=1, max_length=1024, description="At least 8 characters.")
+
+
 class UserInfo(BaseModel):
     """A user as others see them: never their password."""
 
@@ -203,6 +213,14 @@ class UserResponse(BaseModel):
 
     success: bool = True
     user: UserInfo
+
+
+class SetupResponse(BaseModel):
+    """The first admin, created: the server is in multi-user mode now; sign in as them."""
+
+    success: bool = True
+    user: UserInfo
+    detail: str = Field(description="What happened and what to do next.")
 
 
 class UserListResponse(BaseModel):

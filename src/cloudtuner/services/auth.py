@@ -214,7 +214,8 @@ async def _login(
     if not await ctx.user_presence.multi_user(ctx.db):
         raise SingleUserModeError(
             "This server has no users (single-user mode): every local request may already do everything. "
-            "To add users, create an admin with `cloudtuner admin create USERNAME --password-stdin`."
+            "To add users, create an admin with `cloudtuner admin create USERNAME --password-stdin`, or with "
+            "the one-time setup token printed in the server's log at start (POST /api/auth/setup)."
         )
     address = login_throttle.address_key(source_ip)
     await login_throttle.begin_attempt(ctx, limits)

@@ -19,10 +19,12 @@ from cloudtuner.schemas.auth import (
     LoginResponse,
     RevokeApiKeyResponse,
     SessionListResponse,
+    SetupRequest,
+    SetupResponse,
     WhoAmIResponse,
 )
 from cloudtuner.schemas.common import ErrorResponse, SuccessResponse
-from cloudtuner.services import api_keys
+from cloudtuner.services import api_keys, setup_token
 from cloudtuner.services import auth as auth_service
 
 router = APIRouter(tags=["auth"])
@@ -32,7 +34,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Not signed in, or the credentials are wrong."},
     403: {"model": ErrorResponse, "description": "Signed in, but without the permission this needs."},
     404: {"model": ErrorResponse, "description": "No such key or session of yours."},
-    409: {"model": ErrorResponse, "description": "Single-user mode: there are no users yet."},
+    409: {"model": ErrorResponse, "description": "Single-user mode: there are no users yet (setup: users exist)."},
     422: {"model": ErrorResponse, "description": "A field is missing or has the wrong type."},
     429: {"model": ErrorResponse, "description": "Too many failed sign-ins; see Retry-After."},
 }
@@ -55,6 +57,27 @@ async def login(body: LoginRequest, request: Request, response: Response, ctx: C
     )
     await set_session_cookies(ctx, request, response, reply.session_token, reply.csrf_token, reply.expires_at)
     return reply
+
+
+@router.post("/api/auth/setup", response_model=SetupResponse, responses=ERRORS, summary="Create the first admin")
+async def setup(body: SetupRequest, request: Request, ctx: Context) -> SetupResponse:
+    """While the server has no users, create the first admin with the one-time `setup_token`
+    printed in the server's log at start; the server is in multi-user mode from then on. The
+    token works once, for 24 h; once any user exists this is refused (`409 user_exists`). A wrong,
+    used or expired token is `401 invalid_setup_token`; repeated failures block the address
+    (`429`), as for sign-ins."""
+    user = await setup_token.create_first_admin(
+        ctx,
+        body.setup_token.get_secret_value(),
+        body.username,
+        body.password.get_secret_value(),
+        source_ip=await client_ip(ctx, request),
+    )
+    return SetupResponse(
+        user=user,
+        detail=f"Created admin {user.username}; the server is in multi-user mode now: sign in "
+        "(POST /api/auth/login, or `cloudtuner login`).",
+    )
 
 
 @router.post("/api/auth/logout", response_model=SuccessResponse, responses=ERRORS, summary="Sign out")
