@@ -175,8 +175,10 @@ def create_app(
 
 def _include_routes(app: FastAPI, ctx: ServiceContext) -> None:
     """Add every route, in the order they are matched."""
-    # Webhooks first: providers may deliver a thousand a second, and routes are matched in order.
+    # Machine traffic first, as routes are matched in order: providers may deliver a thousand
+    # webhooks a second, and workers claim and report as fast as their jobs end.
     app.include_router(webhooks.router)
+    worker_protocol.install(app, ctx)  # /api/worker/..., /api/admin/workers and the worker providers' store
     app.include_router(health.router)
     app.include_router(auth_routes.router)
     app.include_router(user_routes.router)
@@ -190,7 +192,6 @@ def _include_routes(app: FastAPI, ctx: ServiceContext) -> None:
     app.include_router(storage.router)
     app.router.routes.extend(storage.s3_routes())  # after the credentials API: its routes match first
     app.include_router(events.router)
-    worker_protocol.install(app, ctx)  # /api/admin/workers, /api/worker/... and the worker providers' store
     app.include_router(ui.router)  # the web UI at /, its assets and its job search
 
 

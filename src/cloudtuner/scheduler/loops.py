@@ -33,6 +33,10 @@ def make_owner_name() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+DELIVERY_BATCH = 20
+"""Deliveries collected together: one read and one transaction each batch."""
+
+
 class Scheduler:
     """Runs the loops; ``run_*_once`` do one round each and are what tests drive directly."""
 
@@ -73,14 +77,16 @@ class Scheduler:
         return len(orphans) + len(due)
 
     async def run_deliveries_once(self) -> int:
-        """Collect what ended jobs delivered (``services.deliveries``); return how many were taken."""
-        free = self._free_slots()
-        if free == 0:
-            return 0
-        claimed = await deliveries.claim_deliveries(self.ctx, limit=min(free, 10))
-        for job_id, token in claimed:
-            self._spawn(deliveries.collect_delivery(self.ctx, job_id, token), f"deliver {job_id}")
-        return len(claimed)
+        """Collect what ended jobs delivered (``services.deliveries``), a batch at a time until none
+        is due; return how many were taken."""
+        taken = 0
+        while not self._stopping.is_set():
+            claimed = await deliveries.claim_deliveries(self.ctx, limit=DELIVERY_BATCH)
+            await deliveries.collect_deliveries(self.ctx, claimed)
+            taken += len(claimed)
+            if len(claimed) < DELIVERY_BATCH:
+                break
+        return taken
 
     async def run_housekeeping_once(self) -> None:
         """Delete expired idempotency keys and old webhook delivery ids; auth housekeeping."""

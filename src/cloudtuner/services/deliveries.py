@@ -1,9 +1,9 @@
 """Collecting what a job delivered once it ends: the delivery loop's work.
 
 Each job that delivers somewhere has a ``job_deliveries`` row (``services.publishing.note_delivery``).
-When the job has ended, the scheduler leases the row (:func:`claim_deliveries`) and
-:func:`collect_delivery` lists the job's folder or repository and records every file there as an
-artifact:
+When the job has ended, the scheduler leases the row (:func:`claim_deliveries`, a batch at a
+time) and :func:`collect_deliveries` lists each job's folder or repository and records every file
+there as an artifact (one read and one transaction for the batch; remote listings run at once):
 
 - ``local`` and ``auto``: the job's folder of the built-in endpoint (files written there are
   already recorded as they arrive; this catches any the recorder missed);
@@ -22,6 +22,8 @@ while the lease is held.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 
 from cloudtuner.core.errors import CloudtunerError, ConfigurationError
 from cloudtuner.core.states import JobStatus
@@ -79,7 +81,7 @@ class DeliveryJob:
     finished_at: datetime | None
 
 
-async def claim_deliveries(ctx: ServiceContext, limit: int = 10) -> list[tuple[str, str]]:
+async def claim_deliveries(ctx: ServiceContext, limit: int = 20) -> list[tuple[str, str]]:
     """Lease deliveries of ended jobs that are due; return ``(job id, lease token)`` pairs."""
     now = ctx.clock.now()
     due = (
@@ -98,37 +100,37 @@ async def claim_deliveries(ctx: ServiceContext, limit: int = 10) -> list[tuple[s
         candidates = list((await session.scalars(due)).all())
     if not candidates:
         return []
-    claimed: list[tuple[str, str]] = []
+    token = secrets.token_hex(16)  # one lease token for the batch, as services.leases does for jobs
     async with ctx.db.transaction() as session:
-        for job_id in candidates:
-            token = secrets.token_hex(16)
-            result = await session.execute(
-                update(JobDeliveryRow)
-                .where(
-                    JobDeliveryRow.job_id == job_id,
-                    JobDeliveryRow.state == DeliveryState.PENDING.value,
-                    or_(JobDeliveryRow.lease_expires_at.is_(None), JobDeliveryRow.lease_expires_at < now),
-                )
-                .values(lease_token=token, lease_expires_at=now + timedelta(seconds=LEASE_SECONDS))
+        taken = await session.scalars(
+            update(JobDeliveryRow)
+            .where(
+                JobDeliveryRow.job_id.in_(candidates),
+                JobDeliveryRow.state == DeliveryState.PENDING.value,
+                or_(JobDeliveryRow.lease_expires_at.is_(None), JobDeliveryRow.lease_expires_at < now),
             )
-            if result.rowcount:  # type: ignore[attr-defined]
-                claimed.append((job_id, token))
-    return claimed
+            .values(lease_token=token, lease_expires_at=now + timedelta(seconds=LEASE_SECONDS))
+            .returning(JobDeliveryRow.job_id)
+        )
+        return [(job_id, token) for job_id in sorted(taken.all())]
 
 
-async def _load(ctx: ServiceContext, job_id: str, token: str) -> DeliveryJob | None:
+async def _load(ctx: ServiceContext, claimed: list[tuple[str, str]]) -> list[tuple[DeliveryJob, str]]:
+    """Read the jobs of leased deliveries in one query; those whose lease is gone are left out."""
+    tokens = dict(claimed)
     async with ctx.db.read() as session:
-        row = (
+        rows = (
             await session.execute(
-                select(JobDeliveryRow.destination, JobRow)
+                select(JobDeliveryRow.destination, JobDeliveryRow.lease_token, JobRow)
                 .join(JobRow, JobRow.id == JobDeliveryRow.job_id)
-                .where(and_(JobDeliveryRow.job_id == job_id, JobDeliveryRow.lease_token == token))
+                .where(JobDeliveryRow.job_id.in_(list(tokens)))
             )
-        ).first()
-        if row is None:
-            return None
-        destination, job = row
-        return DeliveryJob(
+        ).all()
+    loaded: list[tuple[DeliveryJob, str]] = []
+    for destination, lease_token, job in rows:
+        if lease_token is None or tokens.get(job.id) != lease_token:
+            continue
+        delivery = DeliveryJob(
             job_id=job.id,
             destination=destination,
             status=JobStatus(job.status),
@@ -145,17 +147,46 @@ async def _load(ctx: ServiceContext, job_id: str, token: str) -> DeliveryJob | N
             price_per_second=job.price_per_second,
             finished_at=job.finished_at,
         )
+        loaded.append((delivery, lease_token))
+    return loaded
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What collecting one delivery found, to be settled with the others of its batch."""
+
+    job_id: str
+    token: str
+    destination: str
+    found: list[artifacts.FoundFile] | None = None
+    """The files at the destination; None if it could not be listed."""
+    error: str | None = None
+    retry_in: float | None = None
+    count_attempt: bool = True
+    reported: str | None = None
+
+
+async def collect_deliveries(ctx: ServiceContext, claimed: list[tuple[str, str]]) -> None:
+    """List the destinations of leased deliveries (remote ones concurrently), record what is there,
+    and settle the rows, all in one read and one transaction for the batch.
+
+    Never raises for a destination's failures: they are recorded on its row and retried.
+    """
+    if not claimed:
+        return
+    loaded = await _load(ctx, claimed)
+    outcomes = await asyncio.gather(*(_collect(ctx, job, token) for job, token in loaded))
+    await _settle(ctx, list(outcomes))
 
 
 async def collect_delivery(ctx: ServiceContext, job_id: str, token: str) -> None:
-    """List a leased delivery's destination, record what is there, and settle the row.
+    """:func:`collect_deliveries` for one leased delivery."""
+    await collect_deliveries(ctx, [(job_id, token)])
 
-    Never raises for the destination's failures: they are recorded on the row and retried.
-    """
-    job = await _load(ctx, job_id, token)
-    if job is None:
-        return
+
+async def _collect(ctx: ServiceContext, job: DeliveryJob, token: str) -> _Outcome:
     reported: str | None = None
+    outcome = _Outcome(job.job_id, token, _recorded_as(job.destination))
     try:
         if job.destination in (PublishingDestination.S3.value, PublishingDestination.HUGGINGFACE.value):
             reported = await _reported_output(ctx, job)
@@ -166,57 +197,66 @@ async def collect_delivery(ctx: ServiceContext, job_id: str, token: str) -> None
         else:
             found = await _list_local(ctx, job)
     except DeliveryNotReadyError:
-        await _settle(ctx, job_id, token, retry_in=5.0, count_attempt=False, reported=reported)
-        return
+        return dataclasses.replace(outcome, retry_in=5.0, count_attempt=False, reported=reported)
     except (S3ClientError, HubError, CloudtunerError) as exc:
         message = str(exc) if not isinstance(exc, CloudtunerError) else exc.message
-        log.warning("collecting the delivery of job %s failed: %s", job_id, message)
-        await _settle(ctx, job_id, token, error=message, reported=reported)
-        return
-    await artifacts.record_files(ctx, job_id, _recorded_as(job.destination), found)
-    await _settle(ctx, job_id, token, done=True, reported=reported)
+        log.warning("collecting the delivery of job %s failed: %s", job.job_id, message)
+        return dataclasses.replace(outcome, error=message, reported=reported)
+    return dataclasses.replace(outcome, found=found, reported=reported)
 
 
 def _recorded_as(destination: str) -> str:
     return PublishingDestination.LOCAL.value if destination == "auto" else destination
 
 
-async def _settle(
-    ctx: ServiceContext,
-    job_id: str,
-    token: str,
-    *,
-    done: bool = False,
-    error: str | None = None,
-    retry_in: float | None = None,
-    count_attempt: bool = True,
-    reported: str | None = None,
-) -> None:
+async def _settle(ctx: ServiceContext, outcomes: list[_Outcome]) -> None:
+    """Record what each delivery found and settle its row, in one transaction; a row whose lease
+    was lost meanwhile is left alone."""
+    if not outcomes:
+        return
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
-        row = await session.get(JobDeliveryRow, job_id, with_for_update=True)
-        if row is None or row.lease_token != token:
-            return
-        row.lease_token = None
-        row.lease_expires_at = None
-        row.updated_at = now
-        if reported is not None:
-            row.reported = reported[:4000]
-        if count_attempt:
-            row.attempts += 1
-        if done:
-            row.state = DeliveryState.DONE.value
-            row.error = None
+        rows = {
+            row.job_id: row
+            for row in (
+                await session.scalars(
+                    select(JobDeliveryRow)
+                    .where(JobDeliveryRow.job_id.in_([outcome.job_id for outcome in outcomes]))
+                    .order_by(JobDeliveryRow.job_id)
+                    .with_for_update()
+                )
+            ).all()
+        }
+        for outcome in outcomes:
+            row = rows.get(outcome.job_id)
+            if row is None or row.lease_token != outcome.token:
+                continue
+            if outcome.found is not None:
+                await artifacts.record_files(ctx, outcome.job_id, outcome.destination, outcome.found, session=session)
+            _settle_row(row, outcome, now)
+
+
+def _settle_row(row: JobDeliveryRow, outcome: _Outcome, now: datetime) -> None:
+    row.lease_token = None
+    row.lease_expires_at = None
+    row.updated_at = now
+    if outcome.reported is not None:
+        row.reported = outcome.reported[:4000]
+    if outcome.count_attempt:
+        row.attempts += 1
+    if outcome.found is not None:
+        row.state = DeliveryState.DONE.value
+        row.error = None
+        row.finished_at = now
+        return
+    if outcome.error is not None:
+        row.error = outcome.error[:4000]
+        if row.attempts >= MAX_ATTEMPTS:
+            row.state = DeliveryState.FAILED.value
             row.finished_at = now
             return
-        if error is not None:
-            row.error = error[:4000]
-            if row.attempts >= MAX_ATTEMPTS:
-                row.state = DeliveryState.FAILED.value
-                row.finished_at = now
-                return
-        wait = retry_in if retry_in is not None else RETRY_SECONDS * 2 ** max(0, row.attempts - 1)
-        row.next_attempt_at = now + timedelta(seconds=wait)
+    wait = outcome.retry_in if outcome.retry_in is not None else RETRY_SECONDS * 2 ** max(0, row.attempts - 1)
+    row.next_attempt_at = now + timedelta(seconds=wait)
 
 
 async def _reported_output(ctx: ServiceContext, job: DeliveryJob) -> str | None:

@@ -5,7 +5,7 @@ Key contracts:
 - **Issued at start, only while there are no users** (single-user mode, so a loopback address:
   a server on another address with no admin refuses to start). :func:`issue_setup_token` makes
   ``setup_`` + 32 random bytes (URL-safe) and returns it once, for the one log line that
-  announces it (:func:`announce_setup_token`, at WARNING, with the curl request to send);
+  announces it (:func:`announce_setup_token`, at INFO, with the curl request to send);
   nothing else ever logs, stores or returns it.
 - **Only its sha256 is kept**, in the job store (the settings document ``setup_tokens``), with
   its expiry (``SETUP_TOKEN_LIFETIME`` after the start that issued it). Every server process on one
@@ -108,13 +108,13 @@ async def issue_setup_token(ctx: ServiceContext) -> str | None:
 
 
 async def announce_setup_token(ctx: ServiceContext) -> None:
-    """At start: if the store has no users, issue a setup token and log it, in one WARNING line.
+    """At start: if the store has no users, issue a setup token and log it, in one INFO line.
 
     That line is the only place the token is ever written; the token is not kept in memory.
     """
     token = await issue_setup_token(ctx)
     if token is not None:
-        log.warning("%s", setup_instructions(ctx.settings, token))
+        log.info("%s", setup_instructions(ctx.settings, token))
 
 
 def setup_instructions(settings: Settings, token: str) -> str:

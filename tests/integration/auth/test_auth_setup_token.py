@@ -73,7 +73,7 @@ async def test_the_logged_token_creates_the_first_admin_once(fresh: RunningApp, 
     assert len(tokens) == 1, "the token is announced in exactly one log line"
     token = tokens[0]
     [line] = [record for record in all_records(logs) if token in record.getMessage()]
-    assert line.levelno == logging.WARNING
+    assert line.levelno == logging.INFO
     assert "curl -X POST http://127.0.0.1:" in line.getMessage() and "/api/auth/setup" in line.getMessage()
     replies = Replies(fresh.client)
 
