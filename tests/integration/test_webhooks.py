@@ -126,13 +126,13 @@ def scripted_event(event_id: str, run_id: str, status: str, logs: str | None = N
 def count_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the size of every transaction the webhook writer commits (or tries to)."""
     sizes: list[int] = []
-    original = webhooks.WebhookWriter._commit
+    original = webhooks._commit_deliveries
 
-    async def counting(self: webhooks.WebhookWriter, batch: Any) -> Any:
+    async def counting(ctx: Any, batch: Any) -> Any:
         sizes.append(len(batch))
-        return await original(self, batch)
+        return await original(ctx, batch)
 
-    monkeypatch.setattr(webhooks.WebhookWriter, "_commit", counting)
+    monkeypatch.setattr(webhooks, "_commit_deliveries", counting)
     return sizes
 
 

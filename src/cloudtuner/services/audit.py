@@ -20,7 +20,6 @@ A chain can still be rewritten whole by someone who can write to the database; k
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -35,6 +34,7 @@ from cloudtuner.core.clock import Clock
 from cloudtuner.db.engine import Database
 from cloudtuner.db.tables import AuditEntryRow, AuditStateRow, Base
 from cloudtuner.schemas.audit import AuditEntry, AuditListResponse, AuditVerifyResponse
+from cloudtuner.services.group_commit import GroupCommit
 
 if TYPE_CHECKING:
     from cloudtuner.services.context import ServiceContext
@@ -157,15 +157,13 @@ async def append_entries(session: AsyncSession, events: list[AuditEvent], now: d
 class AuditLog:
     """Writes audit entries, grouping the entries of concurrent requests into one transaction.
 
-    :meth:`record` returns once its entry is committed. Like ``JobInserter``: one flush at a
-    time; entries arriving during a flush form the next batch.
+    :meth:`record` returns once its entry is committed (``services.group_commit``).
     """
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
-        self._pending: list[tuple[AuditEvent, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._writer: GroupCommit[AuditEvent, None] = GroupCommit(self._write, name="audit-writes")
 
     async def record(self, event: AuditEvent) -> None:
         """Append ``event`` to the chain; return once it is committed.
@@ -173,27 +171,12 @@ class AuditLog:
         Raises:
             SQLAlchemyError: the batch's transaction failed (its entries are then absent).
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all(), name="audit-writes")
-        await asyncio.shield(done)
+        await self._writer.submit(event)
 
-    async def _flush_all(self) -> None:
-        await asyncio.sleep(0)
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                async with self.db.transaction() as session:
-                    await append_entries(session, [event for event, _ in batch], self.clock.now())
-            except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+    async def _write(self, batch: list[AuditEvent]) -> list[Exception | None]:
+        async with self.db.transaction() as session:
+            await append_entries(session, batch, self.clock.now())
+        return [None] * len(batch)
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from cloudtuner.providers.registry import ProviderRegistry
 from cloudtuner.services.access import UserPresence
 from cloudtuner.services.audit import AuditLog
 from cloudtuner.services.config_history import ConfigHistory
+from cloudtuner.services.group_commit import GroupCommit
 from cloudtuner.services.job_inserts import JobInserter
 from cloudtuner.services.job_updates import JobUpdates
 from cloudtuner.services.secrets import SecretStore
@@ -37,6 +38,8 @@ class ServiceContext:
     """Whether users exist: single-user or multi-user mode (``services.access``)."""
     settings_cache: dict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
     """Settings documents read recently (see ``services.settings_documents``)."""
+    webhook_deliveries: GroupCommit[Any, Any] | None = None
+    """The writer of verified webhook deliveries, made by ``services.webhooks`` on first use."""
 
     def __post_init__(self) -> None:
         self.job_inserter = JobInserter(self.db)

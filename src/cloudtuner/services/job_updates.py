@@ -15,15 +15,14 @@ bad change cannot lose the others; the one that raised gets its exception.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.db.engine import Database
 from cloudtuner.db.tables import JobRow
+from cloudtuner.services.group_commit import GroupCommit
 from cloudtuner.services.transitions import lock_jobs
 
 T = TypeVar("T")
@@ -32,21 +31,14 @@ JobChange = Callable[[AsyncSession, JobRow | None], T]
 """A change to one job: called with the session and the locked row (None if the job is gone)."""
 
 
-@dataclass
-class _Queued(Generic[T]):
-    job_id: str
-    change: JobChange[T]
-    done: asyncio.Future[T] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
 class JobUpdates:
     """Queues changes to jobs and commits them in batches; see the module docstring."""
 
     def __init__(self, db: Database, *, max_batch: int = 500) -> None:
         self._db = db
-        self._max_batch = max_batch
-        self._pending: list[_Queued[Any]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._writer: GroupCommit[tuple[str, JobChange[Any]], Any] = GroupCommit(
+            self._commit, name="job-updates", max_batch=max_batch, one_by_one_on_failure=True
+        )
 
     async def apply(self, job_id: str, change: JobChange[T]) -> T:
         """Run ``change`` on the locked row of ``job_id`` in a write transaction; return its result.
@@ -55,41 +47,10 @@ class JobUpdates:
             Exception: whatever ``change`` raised (nothing of it is committed), or the
                 database's error if the transaction failed.
         """
-        item: _Queued[T] = _Queued(job_id, change)
-        self._pending.append(item)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all(), name="job-updates")
-        return await asyncio.shield(item.done)
+        result: T = await self._writer.submit((job_id, change))
+        return result
 
-    async def _flush_all(self) -> None:
-        # Let changes queued in this iteration of the event loop join the first batch.
-        await asyncio.sleep(0)
-        while self._pending:
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            try:
-                results = await self._commit(batch)
-            except Exception:
-                if len(batch) == 1:
-                    await self._commit_alone(batch[0])
-                else:
-                    for item in batch:
-                        await self._commit_alone(item)
-            else:
-                for item, result in zip(batch, results, strict=True):
-                    if not item.done.done():
-                        item.done.set_result(result)
-
-    async def _commit(self, batch: list[_Queued[Any]]) -> list[Any]:
+    async def _commit(self, batch: list[tuple[str, JobChange[Any]]]) -> list[Any]:
         async with self._db.transaction() as session:
-            rows = await lock_jobs(session, [item.job_id for item in batch])
-            return [item.change(session, rows.get(item.job_id)) for item in batch]
-
-    async def _commit_alone(self, item: _Queued[Any]) -> None:
-        try:
-            (result,) = await self._commit([item])
-        except Exception as exc:
-            if not item.done.done():
-                item.done.set_exception(exc)
-        else:
-            if not item.done.done():
-                item.done.set_result(result)
+            rows = await lock_jobs(session, [job_id for job_id, _ in batch])
+            return [change(session, rows.get(job_id)) for job_id, change in batch]

@@ -6,11 +6,12 @@ provider's signature check (``parse_webhook``), then its id against the deliveri
 late and out-of-order deliveries are harmless and finished jobs stay finished. No user session is
 involved: the signature is the authentication.
 
-**Group commit.** Verified deliveries are written by :class:`WebhookWriter`, one per database:
-each delivery queues and waits, and one flush at a time applies everything queued so far in one
-write transaction, then answers the waiters; deliveries that arrive during a flush form the next
-batch. A flush records the batch's delivery ids with one ``INSERT ... ON CONFLICT DO NOTHING
-RETURNING`` (an id that is not returned, or that came earlier in the same batch, is a replay),
+**Group commit.** Verified deliveries are written by the context's ``webhook_deliveries`` writer
+(``services.group_commit``): each delivery queues and waits, and one flush at a time applies
+everything queued so far in one write transaction, then answers the waiters; deliveries that
+arrive during a flush form the next batch. A flush records the batch's delivery ids with one
+``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (an id that is not returned, or that came earlier
+in the same batch, is a replay),
 locks the batch's jobs with one SELECT in id order, applies the deliveries in arrival order and
 commits. A delivery is answered only after its receipt and its changes are committed; if the
 transaction fails, each delivery of the batch is tried again in a transaction of its own, so one
@@ -24,13 +25,10 @@ many to be queued before it begins. A delivery that arrives alone is written at 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +44,7 @@ from cloudtuner.db.tables import Base, JobRow, WebhookReceiptRow
 from cloudtuner.providers.base import WebhookEvent
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.dispatch import append_log, apply_observation
+from cloudtuner.services.group_commit import GroupCommit
 from cloudtuner.services.settings_documents import get_cloud_settings, get_provider_settings
 
 log = logging.getLogger(__name__)
@@ -124,21 +123,21 @@ async def apply_webhook_event(
     Raises:
         SQLAlchemyError: the delivery could not be written (nothing of it was committed).
     """
-    return await webhook_writer(ctx.db).apply(ctx, provider_name, event, job_hint)
+    return await _writer(ctx).submit(_Delivery(ctx, provider_name, event, job_hint))
 
 
-_WRITERS: weakref.WeakKeyDictionary[Database, WebhookWriter] = weakref.WeakKeyDictionary()
-
-
-def webhook_writer(db: Database) -> WebhookWriter:
-    """Return the writer of ``db``'s webhook deliveries (one per database, so batches can form).
-
-    The writer holds no reference to ``db`` (it reaches the database through each delivery's
-    context), so it goes away with it.
-    """
-    writer = _WRITERS.get(db)
-    if writer is None:
-        writer = _WRITERS[db] = WebhookWriter()
+def _writer(ctx: ServiceContext) -> GroupCommit[_Delivery, WebhookOutcome]:
+    """Return the context's writer of webhook deliveries, made on first use (one per context, so
+    that concurrent deliveries share transactions)."""
+    if ctx.webhook_deliveries is None:
+        ctx.webhook_deliveries = GroupCommit(
+            lambda batch: _commit_deliveries(ctx, batch),
+            name="webhook-deliveries",
+            max_batch=MAX_BATCH,
+            one_by_one_on_failure=True,
+            linger_seconds=LINGER_SECONDS,
+        )
+    writer: GroupCommit[_Delivery, WebhookOutcome] = ctx.webhook_deliveries
     return writer
 
 
@@ -148,103 +147,32 @@ class _Delivery:
     provider: str
     event: WebhookEvent
     job_hint: str | None
-    done: asyncio.Future[WebhookOutcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-class WebhookWriter:
-    """Applies verified deliveries in batches, one transaction each; see the module docstring."""
+async def _commit_deliveries(ctx: ServiceContext, batch: Sequence[_Delivery]) -> list[WebhookOutcome]:
+    """Record a batch's receipts and apply its fresh deliveries, in one transaction."""
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as session:
+        fresh = await _record_receipts(ctx.db, session, batch, now)
+        jobs = await _lock_jobs_of(session, [item for index, item in enumerate(batch) if index in fresh])
+        by_run = {(job.provider, job.provider_job_id): job for job in jobs.values() if job.provider_job_id}
+        chunks: list[dict[str, Any]] = []
 
-    def __init__(self, *, max_batch: int = MAX_BATCH) -> None:
-        self._max_batch = max_batch
-        self._pending: list[_Delivery] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._wanted = 0
-        self._enough = asyncio.Event()
+        def apply_all(_: Session) -> list[WebhookOutcome]:
+            return [
+                _apply(session, item, by_run, jobs, chunks, now)
+                if index in fresh
+                else WebhookOutcome(accepted=True, duplicate=True)
+                for index, item in enumerate(batch)
+            ]
 
-    async def apply(
-        self, ctx: ServiceContext, provider: str, event: WebhookEvent, job_hint: str | None
-    ) -> WebhookOutcome:
-        """Queue one delivery and return its outcome once it is committed.
-
-        Raises:
-            SQLAlchemyError: the delivery could not be written.
-        """
-        item = _Delivery(ctx, provider, event, job_hint)
-        self._pending.append(item)
-        if self._wanted and len(self._pending) >= self._wanted:
-            self._enough.set()
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all(), name="webhook-deliveries")
-        return await asyncio.shield(item.done)
-
-    async def _flush_all(self) -> None:
-        # Let deliveries being handled in this iteration of the event loop join the first batch.
-        await asyncio.sleep(0)
-        previous = 0
-        while self._pending:
-            wanted = min(previous, self._max_batch)
-            if previous > 1 and len(self._pending) < wanted:
-                # Deliveries are arriving side by side: give as many as the last batch had a moment
-                # to join, so that one transaction serves them all (a group commit's usual delay).
-                await self._gather(wanted)
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            previous = len(batch)
-            try:
-                outcomes = await self._commit(batch)
-            except Exception:
-                if len(batch) == 1:
-                    await self._commit_alone(batch[0])
-                else:
-                    log.warning("a batch of %d webhook deliveries failed; writing them one by one", len(batch))
-                    for item in batch:
-                        await self._commit_alone(item)
-            else:
-                for item, outcome in zip(batch, outcomes, strict=True):
-                    if not item.done.done():
-                        item.done.set_result(outcome)
-
-    async def _gather(self, wanted: int) -> None:
-        """Wait until ``wanted`` deliveries are queued, or ``LINGER_SECONDS`` have passed."""
-        self._wanted = wanted
-        self._enough.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._enough.wait(), LINGER_SECONDS)
-        self._wanted = 0
-
-    async def _commit_alone(self, item: _Delivery) -> None:
-        try:
-            (outcome,) = await self._commit([item])
-        except Exception as exc:
-            if not item.done.done():
-                item.done.set_exception(exc)
-        else:
-            if not item.done.done():
-                item.done.set_result(outcome)
-
-    async def _commit(self, batch: Sequence[_Delivery]) -> list[WebhookOutcome]:
-        ctx = batch[0].ctx  # one database per writer: every delivery's context has the same
-        now = ctx.clock.now()
-        async with ctx.db.transaction() as session:
-            fresh = await _record_receipts(ctx.db, session, batch, now)
-            jobs = await _lock_jobs_of(session, [item for index, item in enumerate(batch) if index in fresh])
-            by_run = {(job.provider, job.provider_job_id): job for job in jobs.values() if job.provider_job_id}
-            chunks: list[dict[str, Any]] = []
-
-            def apply_all(_: Session) -> list[WebhookOutcome]:
-                return [
-                    _apply(session, item, by_run, jobs, chunks, now)
-                    if index in fresh
-                    else WebhookOutcome(accepted=True, duplicate=True)
-                    for index, item in enumerate(batch)
-                ]
-
-            # In run_sync, reading a column left unloaded (see _lock_jobs_of) loads it, rather
-            # than failing for want of an await.
-            outcomes = await session.run_sync(apply_all)
-            if chunks:
-                # One executemany, in the order the chunks were cut (a log is its chunks in id order).
-                await session.execute(INSERT_LOG_CHUNKS, chunks)
-            return outcomes
+        # In run_sync, reading a column left unloaded (see _lock_jobs_of) loads it, rather
+        # than failing for want of an await.
+        outcomes = await session.run_sync(apply_all)
+        if chunks:
+            # One executemany, in the order the chunks were cut (a log is its chunks in id order).
+            await session.execute(INSERT_LOG_CHUNKS, chunks)
+        return outcomes
 
 
 async def _record_receipts(db: Database, session: AsyncSession, batch: Sequence[_Delivery], now: datetime) -> set[int]:
