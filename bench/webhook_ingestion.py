@@ -426,7 +426,7 @@ def print_profile(path: Path, limit: int) -> None:
         print(f"(no profile written to {path})")
         return
     stats = pstats.Stats(str(path))
-    print("server profile (cProfile, main thread only: SQLite work runs in aiosqlite's thread):")
+    print("server profile (cProfile of the server process; SQLite runs on its event loop thread):")
     stats.sort_stats("cumulative").print_stats(limit)
     stats.sort_stats("tottime").print_stats(limit)
 

@@ -12,6 +12,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from cloudtuner.api.app import create_app
+from cloudtuner.api.serve import prepare_store
 from cloudtuner.db import migrate
 from cloudtuner.db.engine import Database
 from tests.integration.conftest import make_settings
@@ -109,7 +110,9 @@ async def test_the_lifespan_trusts_a_prepared_store(
     async def refuse(*_args: object) -> None:
         raise AssertionError("migrated twice")
 
-    app = create_app(make_settings(tmp_path, database_url, scheduler_enabled=False))
+    settings = make_settings(tmp_path, database_url, scheduler_enabled=False)
+    assert await prepare_store(settings) is None  # what `cloudtuner server` does before serving
+    app = create_app(settings)
     app.state.store_prepared = True
     monkeypatch.setattr(migrate, "upgrade", refuse)
     async with app.router.lifespan_context(app):

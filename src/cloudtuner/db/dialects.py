@@ -132,11 +132,10 @@ class PostgresDialect(StoreDialect):
 
     @contextlib.contextmanager
     def migration_lock(self, connection: Connection) -> Iterator[None]:
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        # Held until the migrating transaction commits or rolls back, never released before: a
+        # process waiting for it must find the migrations committed, not half done.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        yield
 
 
 def dialect_for_url(url: str) -> StoreDialect:
