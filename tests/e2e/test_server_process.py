@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from pathlib import Path
+
+import httpx
 
 from tests.e2e.harness import REPO_ROOT, ServerFactory, clean_env, cli_command, free_port, is_listening
 
@@ -44,4 +48,30 @@ def test_sigterm_stops_the_server_with_exit_code_0(servers: ServerFactory) -> No
     assert server.process is not None
     server.stop()  # SIGTERM, then the exit code must be 0
     assert "Application shutdown complete" in server.log_text()
+    assert not is_listening(server.port)
+
+
+def test_sigterm_does_not_wait_for_event_streams_or_long_polling_workers(servers: ServerFactory) -> None:
+    """An open event stream (the web UI) and a worker's claim waiting for a job never end on their
+    own; SIGTERM still stops the server within seconds, with exit code 0."""
+    server = servers.start()
+    with server.http() as http:
+        token = http.post("/api/admin/workers", json={"name": "idle-box"}).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        httpx.Client(base_url=server.url, timeout=60.0, trust_env=False) as stream_client,
+        stream_client.stream("GET", "/api/cloud/events") as events,
+    ):
+        assert events.status_code == 200
+        waiting = threading.Thread(
+            target=lambda: httpx.post(
+                f"{server.url}/api/worker/claim", json={"wait_seconds": 60}, headers=headers, timeout=60.0
+            ),
+            daemon=True,
+        )
+        waiting.start()
+        time.sleep(0.5)  # both requests are in flight now
+        started = time.monotonic()
+        server.stop(timeout=15)
+        assert time.monotonic() - started < 10
     assert not is_listening(server.port)

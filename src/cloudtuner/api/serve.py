@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+SHUTDOWN_GRACE_SECONDS = 3.0
+"""How long requests still running at SIGTERM may take before they are cut."""
+
+
 async def prepare_store(settings: Settings) -> str | None:
     """Create the data dir, check the server may start (an admin exists if the address is not
     loopback) and migrate the store; return a sentence saying what failed, or None."""
@@ -100,6 +104,9 @@ def _build_server(host: str | None, port: int | None, data_dir: Path | None) -> 
         log_level=settings.log_level,
         access_log=False,
         ws="none",  # no WebSocket routes: don't import a WebSocket implementation
+        # Open event streams (the web UI) and workers' long-polling claims never finish on their
+        # own: on SIGTERM they get this long, then they are cut, so that the server stops.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     return uvicorn.Server(config)
 
