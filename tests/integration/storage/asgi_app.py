@@ -1,7 +1,7 @@
 """A test-only raw ASGI app that mounts the S3 handler at /api/cloud/storage, and a uvicorn runner.
 
-The adapter only translates, as the real route will: ASGI ``raw_path`` below the mount path,
-``query_string``, headers and the body stream in; status, headers and a (streamed) body out.
+It serves requests below the mount path with the real route's translation
+(``api.routes.storage.serve_s3``), without the rest of the app.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
-from cloudtuner.storage import ClientDisconnected, S3Handler, S3Headers, S3Request
+from cloudtuner.api.routes.storage import serve_s3
+from cloudtuner.storage import S3Handler
 from tests.support.waiting import wait_until_sync
 
 Scope = MutableMapping[str, Any]
@@ -46,37 +47,7 @@ def make_app(handler: S3Handler, mount: str = MOUNT) -> Callable[[Scope, Receive
             await send({"type": "http.response.body", "body": b""})
             return
 
-        async def body() -> AsyncIterator[bytes]:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnected
-                chunk = message.get("body", b"")
-                if chunk:
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-
-        request = S3Request(
-            method=scope["method"],
-            path=raw_path[len(mount) :],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=S3Headers.from_raw(scope["headers"]),
-            body=body(),
-            mount_path=mount,
-        )
-        response = await handler.handle(request)
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-        try:
-            await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            if isinstance(response.body, bytes):
-                await send({"type": "http.response.body", "body": response.body})
-            else:
-                async for chunk in response.body:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
-        finally:
-            await response.aclose()
+        await serve_s3(handler, scope, receive, send, mount_path=mount, path=raw_path[len(mount) :])
 
     return app
 

@@ -37,7 +37,14 @@ from cloudtuner.schemas.storage import (
 )
 from cloudtuner.services import storage_credentials
 from cloudtuner.services.storage_endpoint import StorageEndpoint
-from cloudtuner.storage import DEFAULT_MOUNT_PATH, ClientDisconnected, S3Headers, S3Request, carries_s3_signature
+from cloudtuner.storage import (
+    DEFAULT_MOUNT_PATH,
+    ClientDisconnected,
+    S3Handler,
+    S3Headers,
+    S3Request,
+    carries_s3_signature,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,39 +167,48 @@ class S3Adapter:
             await reply(scope, receive, send)
             return
         mount_path, path = located
+        await serve_s3(endpoint.handler, scope, receive, send, mount_path=mount_path, path=path)
 
-        async def body() -> AsyncIterator[bytes]:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnected
-                chunk = message.get("body", b"")
-                if chunk:
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
 
-        request = S3Request(
-            method=scope["method"],
-            path=path,
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=S3Headers.from_raw(scope["headers"]),
-            body=body(),
-            mount_path=mount_path,
-        )
-        response = await endpoint.handler.handle(request)
-        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
-        try:
-            await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            if isinstance(response.body, bytes):
-                await send({"type": "http.response.body", "body": response.body})
-            elif not await _send_stream(response.body, receive, send):
-                log.info("S3 %s %s: the client went away during the reply", request.method, path)
-        except OSError:
-            # The client went away while the reply was being sent (ASGI 2.4 servers raise OSError).
+async def serve_s3(
+    handler: S3Handler, scope: Scope, receive: Receive, send: Send, *, mount_path: str, path: str
+) -> None:
+    """Serve one ASGI request for ``path`` (still encoded, below ``mount_path``) with ``handler``:
+    the body is passed as a stream read lazily, and a streamed reply is sent chunk by chunk and
+    always closed, also when the client goes away."""
+
+    async def body() -> AsyncIterator[bytes]:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    request = S3Request(
+        method=scope["method"],
+        path=path,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=S3Headers.from_raw(scope["headers"]),
+        body=body(),
+        mount_path=mount_path,
+    )
+    response = await handler.handle(request)
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    try:
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if isinstance(response.body, bytes):
+            await send({"type": "http.response.body", "body": response.body})
+        elif not await _send_stream(response.body, receive, send):
             log.info("S3 %s %s: the client went away during the reply", request.method, path)
-        finally:
-            await response.aclose()
+    except OSError:
+        # The client went away while the reply was being sent (ASGI 2.4 servers raise OSError).
+        log.info("S3 %s %s: the client went away during the reply", request.method, path)
+    finally:
+        await response.aclose()
 
 
 async def _send_stream(body: AsyncIterator[bytes], receive: Receive, send: Send) -> bool:
