@@ -147,27 +147,36 @@ async def _estimate(
     return estimate, dumped
 
 
-async def estimate_for(
+@dataclass(frozen=True)
+class _JobEstimate:
+    inputs: _ProviderInputs
+    sku: str | None
+    profile: HardwarePrice | None
+    shape: TrainingShape
+    estimate: CostEstimate
+    estimate_json: Mapping[str, Any]
+
+
+async def _estimate_job(
     ctx: ServiceContext,
     provider: str,
     config: Mapping[str, Any],
     dataloader: Sequence[Mapping[str, Any]],
     hardware: str | None,
-    image_count: int | None = None,
-) -> tuple[str | None, HardwarePrice | None, TrainingShape, CostEstimate]:
-    """Return (hardware SKU, its priced profile, the job's shape, its estimate) for a job.
-
-    The SKU is ``hardware`` or the provider's default; the profile is None where no price is known.
+    image_count: int | None,
+) -> _JobEstimate:
+    """Estimate a job on ``hardware`` or the provider's default (its profile is None where no price
+    is known).
 
     Raises:
         UnknownProviderError: no provider has that name.
     """
-    table = (await _provider_inputs(ctx, provider)).table
-    sku = table.resolve(hardware)
-    profile = table.find(sku)
+    inputs = await _provider_inputs(ctx, provider)
+    sku = inputs.table.resolve(hardware)
+    profile = inputs.table.find(sku)
     shape = training_shape(config, dataloader, image_count)
-    estimate, _dumped = await _estimate(ctx, provider, shape, sku, profile)
-    return sku, profile, shape, estimate
+    estimate, dumped = await _estimate(ctx, provider, shape, sku, profile)
+    return _JobEstimate(inputs, sku, profile, shape, estimate, dumped)
 
 
 async def plan_job_costs(
@@ -185,11 +194,8 @@ async def plan_job_costs(
     Raises:
         UnknownProviderError: no provider has that name.
     """
-    inputs = await _provider_inputs(ctx, provider)
-    sku = inputs.table.resolve(hardware)
-    profile = inputs.table.find(sku)
-    shape = training_shape(config, dataloader, image_count)
-    estimate, dumped = await _estimate(ctx, provider, shape, sku, profile)
+    planned = await _estimate_job(ctx, provider, config, dataloader, hardware, image_count)
+    inputs, profile, estimate = planned.inputs, planned.profile, planned.estimate
     warnings: list[str] = []
     if budget_usd is not None and estimate.high_usd is not None and estimate.high_usd > budget_usd:
         expected = estimate.expected_usd or 0.0
@@ -204,11 +210,11 @@ async def plan_job_costs(
         scopes = scopes_at(inputs.limits, inputs.time_zone, ctx.clock.now())
         reservation = reservation_for(scopes, estimate.high_usd)
     return CostPlan(
-        hardware=sku,
+        hardware=planned.sku,
         price_per_second=profile.price_per_second if profile is not None else None,
-        shape=shape,
+        shape=planned.shape,
         estimate=estimate,
-        estimate_json=dumped,
+        estimate_json=planned.estimate_json,
         budget_usd=budget_usd,
         reservation=reservation,
         warnings=tuple(warnings),
@@ -228,5 +234,5 @@ async def preview_costs(
     Raises:
         UnknownProviderError: no provider has that name.
     """
-    _sku, _profile, _shape, estimate = await estimate_for(ctx, provider, config, dataloader, hardware, image_count)
-    return estimate, (await cost_limit_report(ctx, provider)).limits
+    planned = await _estimate_job(ctx, provider, config, dataloader, hardware, image_count)
+    return planned.estimate, (await cost_limit_report(ctx, provider)).limits
