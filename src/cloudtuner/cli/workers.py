@@ -33,6 +33,8 @@ app = typer.Typer(
     help="Self-hosted GPU workers: create them, see what they do, drain and rotate.", no_args_is_help=True
 )
 
+WorkerArgument = Annotated[str, typer.Argument(help="The worker's name or id.")]
+
 STATUS_STYLES = {"idle": "green", "busy": "cyan", "draining": "yellow", "offline": "red", "revoked": "dim"}
 
 
@@ -62,7 +64,11 @@ def _status(worker: WorkerView) -> str:
     return f"[{style}]{worker.status.value}[/]"
 
 
-def _show_created(reply: CreateWorkerResponse) -> None:
+def _show_created(reply: CreateWorkerResponse, as_json: bool) -> None:
+    """Print a new token and its command (or the whole reply as JSON)."""
+    if as_json:
+        print_json(reply)
+        return
     console.print(f"Worker [bold]{reply.worker.name}[/] ({reply.worker_id})")
     console.print(f"Token: {reply.token}")
     err_console.print("[yellow]Save the token now: it is not shown again.[/]")
@@ -105,15 +111,12 @@ def create(
     body = {"name": name, "labels": parse_labels(label)}
     with client(url, api_key) as api:
         reply = CreateWorkerResponse.model_validate(api.request("POST", WORKERS_PATH, json=body))
-    if as_json:
-        print_json(reply)
-        return
-    _show_created(reply)
+    _show_created(reply, as_json)
 
 
 @app.command()
 def rotate(
-    worker: Annotated[str, typer.Argument(help="The worker's name or id.")],
+    worker: WorkerArgument,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
@@ -121,15 +124,12 @@ def rotate(
     """Give a worker a new token (the old one stops working) and print the new command."""
     with client(url, api_key) as api:
         reply = CreateWorkerResponse.model_validate(api.request("POST", f"{WORKERS_PATH}/{worker}/rotate"))
-    if as_json:
-        print_json(reply)
-        return
-    _show_created(reply)
+    _show_created(reply, as_json)
 
 
 @app.command()
 def drain(
-    worker: Annotated[str, typer.Argument(help="The worker's name or id.")],
+    worker: WorkerArgument,
     undo: Annotated[bool, typer.Option("--undo", help="Let it take jobs again.")] = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
@@ -147,7 +147,7 @@ def drain(
 
 @app.command()
 def delete(
-    worker: Annotated[str, typer.Argument(help="The worker's name or id.")],
+    worker: WorkerArgument,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
