@@ -2,6 +2,7 @@
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
 import { ErrorNote, Field, Notice, Section } from "../components.jsx";
+import { useAction } from "../resource.js";
 import { can } from "../session.js";
 
 const CONSENT = [
@@ -14,17 +15,12 @@ export function CloudSettingsSection({ settings, onSaved }) {
   const [publicUrl, setPublicUrl] = useState(settings.public_url || "");
   const [consent, setConsent] = useState(settings.upload_consent);
   const [proxies, setProxies] = useState((settings.trusted_proxies || []).join(", "));
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
-  const [note, setNote] = useState(null);
+  const { busy, error, note, run } = useAction();
   const manage = can("provider.manage");
 
   const save = async (event) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    setNote(null);
-    try {
+    await run(async () => {
       const saved = await api("/api/cloud/settings", {
         method: "PUT",
         body: {
@@ -34,12 +30,7 @@ export function CloudSettingsSection({ settings, onSaved }) {
         },
       });
       onSaved(saved);
-      setNote("Saved.");
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-    }
+    }, { note: "Saved." });
   };
   return (
     <Section title="Delivery and uploads" id="cloud-settings">
@@ -85,24 +76,14 @@ export function CloudSettingsSection({ settings, onSaved }) {
 
 export function WebhookAllowlist({ provider, onSaved }) {
   const [ips, setIps] = useState((provider.settings.webhook_allowed_ips || []).join(", "));
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
-  const [note, setNote] = useState(null);
+  const { busy, error, note, run } = useAction();
   if (!provider.capabilities?.webhooks) return null;
   const save = async (event) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    setNote(null);
-    try {
+    await run(async () => {
       await api(`/api/cloud/providers/${provider.provider}`, { method: "PUT", body: { webhook_allowed_ips: ips.split(/[\s,]+/).filter(Boolean) } });
       await onSaved();
-      setNote("Saved.");
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-    }
+    }, { note: "Saved." });
   };
   return (
     <form onSubmit={save} class="inline-form">

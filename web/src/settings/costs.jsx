@@ -4,6 +4,7 @@ import { useState } from "preact/hooks";
 import { api } from "../api.js";
 import { ErrorNote, Field, NotAvailable, Notice, Section } from "../components.jsx";
 import { money } from "../format.js";
+import { useAction } from "../resource.js";
 import { can } from "../session.js";
 import { CostLimitStatus, useCostLimit } from "../screens/cost-limit.jsx";
 import { useHardware } from "../screens/submit-dialog.jsx";
@@ -17,22 +18,12 @@ function LimitForm({ label, current, onSave }) {
   const clear = !enabled && amount === "";
   const [period, setPeriod] = useState(limit.period || "monthly");
   const [action, setAction] = useState(limit.action || "warn");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
-  const [note, setNote] = useState(null);
+  const { busy, error, note, run } = useAction();
   const save = async (event) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    setNote(null);
-    try {
+    await run(async () => {
       await onSave(clear ? null : { enabled, amount: Number(amount), period, action });
-      setNote("Saved.");
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-    }
+    }, { note: "Saved." });
   };
   return (
     <form onSubmit={save} class="stack limit-form">
