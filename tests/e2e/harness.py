@@ -9,6 +9,7 @@ Every wait is a poll with a deadline; every process a test starts is killed when
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -136,21 +137,13 @@ def run_cli(
     the command's output. No run may print a Python traceback.
     """
     env = clean_env(**({"CLOUDTUNER_URL": url} if url else {}))
-    completed = subprocess.run(
-        [*cli_command(), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    result = CliResult(
-        args=tuple(args),
-        code=completed.returncode,
-        stdout=completed.stdout.decode(errors="replace"),
-        stderr=completed.stderr.decode(errors="replace"),
-    )
+    return checked_cli(args, run_process([*cli_command(), *args], env=env, timeout=timeout, cwd=cwd), expect)
+
+
+def checked_cli(args: Sequence[str], result: CliResult, expect: int | None) -> CliResult:
+    """Return ``result`` as the run of `cloudtuner ARGS...`, after checking it printed no traceback
+    and, unless ``expect`` is None, exited with ``expect``."""
+    result = dataclasses.replace(result, args=tuple(args))
     assert "Traceback" not in result.stdout + result.stderr, result.describe()
     if expect is not None:
         assert result.code == expect, result.describe()
@@ -377,11 +370,13 @@ class ServerFactory:
         return [(f"server {s.name} log ({s.log_path})", s.log_text()) for s in self.servers]
 
 
-def run_process(argv: Sequence[str], *, env: dict[str, str], timeout: float, cwd: Path | None = None) -> CliResult:
-    """Run any command (curl, bash) with a deadline; return its code and output."""
-    completed = subprocess.run(
-        list(argv), env=env, cwd=cwd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
-    )
+def run_process(
+    argv: Sequence[str], *, env: dict[str, str], timeout: float, cwd: Path | None = None, stdin: str | None = None
+) -> CliResult:
+    """Run any command (curl, bash) with a deadline, ``stdin`` as its input (else none); return
+    its code and output."""
+    feed: dict[str, Any] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin.encode()}
+    completed = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, timeout=timeout, check=False, **feed)
     return CliResult(
         args=tuple(argv),
         code=completed.returncode,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.e2e.harness import TERMINAL, CliResult, ServerProcess, clean_env, cli_command
+from tests.e2e.harness import TERMINAL, CliResult, ServerProcess, checked_cli, clean_env, cli_command, run_process
 from tests.support.waiting import wait_until_sync
 
 ADMIN = "admin"
@@ -41,24 +40,10 @@ class Cli:
         timeout: float = 60.0,
     ) -> CliResult:
         """Run `cloudtuner ARGS...`; check its exit code unless ``expect`` is None; no traceback."""
-        completed = subprocess.run(
-            [*cli_command(), *args],
-            env=self.env(server, **(env or {})),
-            input=(stdin or "").encode(),
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+        result = run_process(
+            [*cli_command(), *args], env=self.env(server, **(env or {})), timeout=timeout, stdin=stdin or ""
         )
-        result = CliResult(
-            args=tuple(args),
-            code=completed.returncode,
-            stdout=completed.stdout.decode(errors="replace"),
-            stderr=completed.stderr.decode(errors="replace"),
-        )
-        assert "Traceback" not in result.stdout + result.stderr, result.describe()
-        if expect is not None:
-            assert result.code == expect, result.describe()
-        return result
+        return checked_cli(args, result, expect)
 
     def create_admin(self, server: ServerProcess, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> CliResult:
         """`cloudtuner admin create USERNAME --password-stdin --data-dir DIR`, as on the server's machine."""
