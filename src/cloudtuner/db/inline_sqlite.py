@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,3 @@ def connector(path: Path | str, *, timeout_seconds: float) -> Callable[[], Any]:
         return InlineConnection(sqlite3.connect(str(path), timeout=timeout_seconds, check_same_thread=False))
 
     return connect
-
-
-__all__: Sequence[str] = ("InlineConnection", "InlineCursor", "connector")

@@ -179,11 +179,6 @@ async def collect_deliveries(ctx: ServiceContext, claimed: list[tuple[str, str]]
     await _settle(ctx, list(outcomes))
 
 
-async def collect_delivery(ctx: ServiceContext, job_id: str, token: str) -> None:
-    """:func:`collect_deliveries` for one leased delivery."""
-    await collect_deliveries(ctx, [(job_id, token)])
-
-
 async def _collect(ctx: ServiceContext, job: DeliveryJob, token: str) -> _Outcome:
     reported: str | None = None
     outcome = _Outcome(job.job_id, token, _recorded_as(job.destination))
