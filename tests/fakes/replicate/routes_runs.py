@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -29,7 +30,7 @@ from .catalog import Model, Version, input_schema_of
 from .routes_api import bad_request, json_body, page_reply, state_of
 from .runs import Run, RunKind
 from .state import FakeState
-from .util import INVALID_VERSION, NOT_FOUND, json_response, parse_iso, problem, validation_problem
+from .util import INVALID_VERSION, NOT_FOUND, json_response, problem, validation_problem
 from .validation import (
     MODEL_PREDICTION_KEYS,
     PREDICTION_KEYS,
@@ -223,23 +224,35 @@ async def list_predictions(request: Request) -> Response:
     runs = state.list_runs("prediction")
     params = request.query_params
     try:
-        after = parse_iso(params["created_after"]) if "created_after" in params else None
-        before = parse_iso(params["created_before"]) if "created_before" in params else None
+        after = _micros(params["created_after"]) if "created_after" in params else None
+        before = _micros(params["created_before"]) if "created_before" in params else None
     except ValueError:
         return bad_request("created_after/created_before must be ISO 8601 date-times")
     if after is not None:
-        runs = [r for r in runs if _micros(r.created_at) > _micros(after)]
+        runs = [r for r in runs if _shown_micros(r.created_at) > after]
     if before is not None:
-        runs = [r for r in runs if _micros(r.created_at) < _micros(before)]
+        runs = [r for r in runs if _shown_micros(r.created_at) < before]
     if params.get("source") == "web":
         runs = []
     with state.lock:
         return page_reply(request, runs, lambda r: r.to_json(state.root), state.config.page_size_runs)
 
 
-def _micros(ts: float) -> int:
-    """Microseconds, the resolution of the timestamps the API shows."""
-    return round(ts * 1_000_000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(text: str) -> int:
+    """Microseconds since the epoch of an ISO 8601 time (``Z`` or an offset; naive means UTC),
+    counted exactly (no float), as the API compares them."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _shown_micros(ts: float) -> int:
+    """Microseconds since the epoch of a run's time as its ``created_at`` shows it."""
+    return (datetime.fromtimestamp(ts, UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
 async def list_trainings(request: Request) -> Response:
