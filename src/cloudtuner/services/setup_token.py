@@ -32,7 +32,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import CloudtunerError, InvalidSetupTokenError, UserExistsError
@@ -91,19 +91,24 @@ async def issue_setup_token(ctx: ServiceContext) -> str | None:
     """
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
-        row = await session.get(SettingsDocumentRow, SCOPE, with_for_update=True)
         if await _any_users(session) or not ctx.settings.binds_loopback_only:
-            if row is not None:
-                await session.delete(row)
+            await session.execute(delete(SettingsDocumentRow).where(SettingsDocumentRow.scope == SCOPE))
             return None
+        # Several processes may start at once: the document is made if missing (no conflict),
+        # then locked, so that each adds its token to the others'.
+        # Both dialects' INSERTs have on_conflict_do_nothing; the declared return type does not.
+        make: Any = ctx.db.dialect.insert(SettingsDocumentRow.__table__)  # type: ignore[arg-type]
+        await session.execute(
+            make.values(scope=SCOPE, document={"tokens": []}, updated_at=now).on_conflict_do_nothing(
+                index_elements=["scope"]
+            )
+        )
+        row = await session.get(SettingsDocumentRow, SCOPE, with_for_update=True, populate_existing=True)
+        assert row is not None  # inserted above or by another process
         token = SETUP_TOKEN_PREFIX + secrets.token_urlsafe(32)
         entry = {"hash": api_keys.token_hash(token), "expires_at": (now + SETUP_TOKEN_LIFETIME).isoformat()}
-        document = {"tokens": [*_live_tokens(row.document if row else None, now), entry][-MAX_KEPT:]}
-        if row is None:
-            session.add(SettingsDocumentRow(scope=SCOPE, document=document, updated_at=now))
-        else:
-            row.document = document
-            row.updated_at = now
+        row.document = {"tokens": [*_live_tokens(row.document, now), entry][-MAX_KEPT:]}
+        row.updated_at = now
     return token
 
 
