@@ -22,7 +22,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.util import await_only
 
 from cloudtuner.core.errors import ConfigurationError
-from cloudtuner.db import inline_sqlite
+from cloudtuner.db import inline_sqlite, wal_checkpoints
 
 READ_ONLY_OPTION = "cloudtuner_read_only"
 _MIGRATION_LOCK_KEY = 0x636C6F7564  # "cloud": the advisory lock id held while migrating
@@ -41,6 +41,9 @@ class StoreDialect:
 
     def install(self, engine: AsyncEngine) -> None:
         """Attach connection-level setup to ``engine``."""
+
+    def close(self) -> None:
+        """Stop what ``install`` started (called when the store is disposed)."""
 
     def insert(self, table: Table) -> Insert:
         """Return an INSERT for ``table`` that supports ``on_conflict_do_nothing``."""
@@ -67,6 +70,9 @@ class SqliteDialect(StoreDialect):
 
     def __init__(self, database: str | None = None) -> None:
         self.database = database or ":memory:"
+        in_memory = self.database == ":memory:" or self.database.startswith("file:")
+        self.checkpointer = None if in_memory else wal_checkpoints.WalCheckpointer(self.database)
+        """Checkpoints the WAL off the event loop (``db/wal_checkpoints.py``); None in memory."""
 
     def engine_options(self) -> dict[str, Any]:
         # Statements run on the event loop's thread (see db.inline_sqlite for why that is safe here).
@@ -74,6 +80,7 @@ class SqliteDialect(StoreDialect):
 
     def install(self, engine: AsyncEngine) -> None:
         busy_timeout_ms = self.busy_timeout_ms
+        checkpointer = self.checkpointer
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -84,6 +91,9 @@ class SqliteDialect(StoreDialect):
             enable_wal(cursor, busy_timeout_ms / 1000)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if checkpointer is not None:
+                cursor.execute(f"PRAGMA wal_autocheckpoint={wal_checkpoints.FALLBACK_AUTOCHECKPOINT_PAGES}")
+                checkpointer.start()
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -92,6 +102,10 @@ class SqliteDialect(StoreDialect):
                 connection.exec_driver_sql("BEGIN")
             else:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
 
     def insert(self, table: Table) -> Insert:
         from sqlalchemy.dialects.sqlite import insert

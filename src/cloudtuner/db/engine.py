@@ -48,5 +48,8 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
-        await self.engine.dispose()
+        """Close every pooled connection and stop the dialect's helpers (SQLite's checkpoints)."""
+        try:
+            await self.engine.dispose()
+        finally:
+            self.dialect.close()
