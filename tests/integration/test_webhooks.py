@@ -113,6 +113,35 @@ async def test_webhooks_need_no_sign_in_and_unknown_runs_are_ignored(manual: Run
     assert (unknown.status_code, unknown.json()["code"]) == (400, "unknown_provider")
 
 
+async def test_the_fast_path_answers_as_the_route_would(
+    manual: RunningApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deliveries skip the framework (api.webhook_fast_path); everything else about the path does not."""
+    from cloudtuner.api.routes import webhooks as webhook_routes
+
+    for method in ("GET", "PUT"):
+        other = await manual.client.request(method, HOOK)
+        assert (other.status_code, other.json()["code"]) == (405, "method_not_allowed")
+    deeper = await manual.client.post(f"{HOOK}/more", content=b"{}")
+    assert (deeper.status_code, deeper.json()["code"]) == (404, "route_not_found")
+    assert "/api/webhooks/{provider}" in (await manual.client.get("/openapi.json")).json()["paths"]
+
+    _job_id, run_id = await started_job(manual)
+    monkeypatch.setattr(webhook_routes, "MAX_WEBHOOK_BYTES", 64)  # a body cut short fails its signature
+    long_logs = await deliver(manual, {"id": "e-long", "run_id": run_id, "status": "running", "logs": "x" * 200})
+    assert (long_logs.status_code, long_logs.json()["code"]) == (401, "webhook_rejected")
+    assert long_logs.headers["content-type"] == "application/json"
+
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(webhooks, "ingest_webhook", broken)
+    failed = await deliver(manual, {"id": "e-bug", "run_id": run_id, "status": "running"})
+    assert (failed.status_code, failed.json()["code"]) == (500, "internal_error")
+    assert "a bug" not in failed.text
+    assert any("unexpected error" in record.message for record in caplog.records)
+
+
 # --- group commit -------------------------------------------------------------------------------
 
 

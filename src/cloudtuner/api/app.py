@@ -26,6 +26,7 @@ from cloudtuner.api.routes import metrics as metrics_routes
 from cloudtuner.api.routes import providers as provider_routes
 from cloudtuner.api.routes import queue as queue_routes
 from cloudtuner.api.routes import users as user_routes
+from cloudtuner.api.webhook_fast_path import WebhookFastPath
 from cloudtuner.core.clock import Clock, SystemClock
 from cloudtuner.core.errors import ConfigurationError
 from cloudtuner.db import migrate
@@ -169,6 +170,7 @@ def create_app(
     app.state.storage = storage_endpoint
     install_error_handlers(app)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(WebhookFastPath)  # added last, so outermost: webhooks skip everything else
     _include_routes(app, ctx)
     return app
 

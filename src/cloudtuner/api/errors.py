@@ -70,17 +70,31 @@ def _describe_validation(errors_list: list[dict[str, Any]]) -> str:
     return "The request is not valid: " + "; ".join(parts) + more + "."
 
 
+ErrorReply = tuple[int, dict[str, Any], dict[str, str] | None]
+"""An error reply's status, JSON body and extra headers."""
+
+
+def reply_for_error(exc: errors.CloudtunerError) -> ErrorReply:
+    """Return the reply to a cloudtuner error (and log it when it is the server's fault)."""
+    status = status_for(exc)
+    if status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return status, error_body(exc.message, exc.code, **exc.context), _headers_for(exc)
+
+
+def reply_for_unexpected(exc: Exception) -> ErrorReply:
+    """Return the reply to an error nobody expected, after logging it with its traceback."""
+    log.exception("unexpected error", exc_info=exc)
+    return 500, error_body("The server hit an unexpected error; it has been logged.", "internal_error"), None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map cloudtuner errors, validation errors and unknown routes to JSON error replies."""
 
     @app.exception_handler(errors.CloudtunerError)
     async def _cloudtuner_error(_request: Request, exc: errors.CloudtunerError) -> JSONResponse:
-        status = status_for(exc)
-        if status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
-        return JSONResponse(
-            error_body(exc.message, exc.code, **exc.context), status_code=status, headers=_headers_for(exc)
-        )
+        status, body, headers = reply_for_error(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -114,7 +128,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return JSONResponse(
-            error_body("The server hit an unexpected error; it has been logged.", "internal_error"), status_code=500
-        )
+        status, body, headers = reply_for_unexpected(exc)
+        return JSONResponse(body, status_code=status, headers=headers)

@@ -1,10 +1,10 @@
 """Provider webhooks: POST /api/webhooks/{provider}. Public: the signature is the authentication.
 
-This is the busiest public route (a provider may send thousands of deliveries a second), so it
-does by hand what FastAPI's dependency machinery would otherwise do on every call, which costs
-more here than everything else the route does: it takes the service context straight from
-``get_context``, reads ``job_id`` from the query string (documented through ``openapi_extra``),
-and writes its small reply as JSON itself.
+This is the busiest public route (a provider may send thousands of deliveries a second), so its
+requests are answered by ``api.webhook_fast_path`` ahead of the framework's routing, middleware
+and dependency machinery, which would cost more than everything else the route does. The route
+declared here documents it in the OpenAPI schema and serves an app built without the fast path;
+both call :func:`accept_webhook`, so they answer alike.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from cloudtuner.core.errors import CloudtunerError
 from cloudtuner.schemas.common import ErrorResponse
 from cloudtuner.services import metrics_telemetry
 from cloudtuner.services import webhooks as webhook_service
+from cloudtuner.services.context import ServiceContext
 
 router = APIRouter(tags=["webhooks"])
 
@@ -46,18 +47,39 @@ async def receive_webhook(provider: str, request: Request) -> Response:
     """Run events from a provider (Replicate: start, output, logs, completed), verified by signature
     (`webhook-id`, `webhook-timestamp`, `webhook-signature`) and optionally by source address.
     Needs no sign-in. Replays and duplicates are accepted and change nothing."""
-    ctx = await get_context(request)
-    body = await request.body()
-    headers = {name.lower(): value for name, value in request.headers.items()}
+    reply = await accept_webhook(
+        await get_context(request),
+        provider,
+        {name.lower(): value for name, value in request.headers.items()},
+        await request.body(),
+        peer=request.client.host if request.client else None,
+        job_hint=request.query_params.get("job_id"),
+    )
+    return Response(reply, media_type="application/json")
+
+
+async def accept_webhook(
+    ctx: ServiceContext,
+    provider: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    peer: str | None,
+    job_hint: str | None,
+) -> bytes:
+    """Take one delivery for ``provider`` (as named in the path) and return the JSON reply's bytes.
+
+    ``headers`` have lowercase names; a body longer than ``MAX_WEBHOOK_BYTES`` is cut there (its
+    signature then fails). Every delivery is counted in the metrics by its outcome.
+
+    Raises:
+        CloudtunerError: the delivery is refused (unknown provider, wrong signature, sender not
+            allowed); the caller turns it into the error reply.
+    """
     name = provider.strip().lower()
     try:
         outcome = await webhook_service.ingest_webhook(
-            ctx,
-            name,
-            headers,
-            body[:MAX_WEBHOOK_BYTES],
-            peer=request.client.host if request.client else None,
-            job_hint=request.query_params.get("job_id"),
+            ctx, name, headers, body[:MAX_WEBHOOK_BYTES], peer=peer, job_hint=job_hint
         )
     except CloudtunerError as exc:
         metrics_telemetry.count_webhook(ctx, name, exc.code)
@@ -69,4 +91,4 @@ async def receive_webhook(provider: str, request: Request) -> Response:
         "job_id": outcome.job_id,
         "status": outcome.status.value if outcome.status else None,
     }
-    return Response(json.dumps(reply, separators=(",", ":")), media_type="application/json")
+    return json.dumps(reply, separators=(",", ":")).encode()
