@@ -57,7 +57,8 @@ STAGES = (
 MAX_SCAN_LINES = 20_000
 """Lines read from the end before giving up on fields not yet found."""
 
-_BLOCK = 64 * 1024
+_FIRST_BLOCK = 4 * 1024
+_MAX_BLOCK = 64 * 1024
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|-inf"
 _BAR = re.compile(r"^(?P<desc>.*?)(?:\d{1,3}%)?\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\b(?P<rest>.*)$")
@@ -144,11 +145,17 @@ def parse_progress(log_text: str) -> JobProgress | None:
 
 
 def _lines_from_end(text: str) -> Iterator[str]:
-    """Yield the lines of ``text``, last first, reading it backwards in blocks."""
+    """Yield the lines of ``text``, last first, reading it backwards in blocks.
+
+    The first block is small (the answer is usually in the last few lines); each next one is four
+    times as long, up to 64 KiB.
+    """
     end = len(text)
     carry = ""
+    block = _FIRST_BLOCK
     while end > 0:
-        start = max(0, end - _BLOCK)
+        start = max(0, end - block)
+        block = min(block * 4, _MAX_BLOCK)
         lines = (text[start:end] + carry).splitlines()
         if start > 0 and lines:
             carry = lines[0]

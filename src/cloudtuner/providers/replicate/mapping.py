@@ -165,13 +165,16 @@ def prediction_to_info(
     catalog: HardwareCatalog | None = None,
     now: datetime | None = None,
     reference: str | None = None,
+    inputs: bool = True,
 ) -> CloudJobInfo:
     """Return the :class:`CloudJobInfo` of a Replicate prediction object (a GET reply or a webhook body).
 
     ``catalog`` prices the run (default: the built-in profiles); ``now`` is used for the cost of a
     run still going (default: the current time); ``reference`` is used when the object itself
-    does not show one. ``metadata`` holds the trainer model and version and, when readable, the
-    run's ``config``, ``dataloader_config`` and ``tracker_run_name`` (never secret inputs).
+    does not show one. ``metadata`` holds the trainer model and version and, when readable and
+    ``inputs`` is true, the run's ``config``, ``dataloader_config`` and ``tracker_run_name`` (never
+    secret inputs): only importing an unknown run needs those, and decoding them costs more than
+    the rest of the mapping, so callers about a known job's run pass ``inputs=False``.
 
     Raises:
         ValueError: ``payload`` has no prediction ``id``.
@@ -185,18 +188,19 @@ def prediction_to_info(
     profile = catalog.for_model(model)
     started = parse_time(payload.get("started_at"))
     logs = payload.get("logs")
-    config = run_config(payload)
     metadata: dict[str, Any] = {
         "model": model,
         "version": payload.get("version"),
         "replicate_status": payload.get("status"),
     }
-    if config is not None:
-        metadata["config"] = config
-        metadata["tracker_run_name"] = config_run_name(config)
-    loader = _dataloader(payload)
-    if loader is not None:
-        metadata["dataloader_config"] = loader
+    if inputs:
+        config = run_config(payload)
+        if config is not None:
+            metadata["config"] = config
+            metadata["tracker_run_name"] = config_run_name(config)
+        loader = _dataloader(payload)
+        if loader is not None:
+            metadata["dataloader_config"] = loader
     output = payload.get("output")
     return CloudJobInfo(
         provider_job_id=prediction_id,

@@ -232,17 +232,22 @@ class ReplicateProvider(CloudTrainerService):
         event_id, payload = await self._secret.verify(headers, body, now)
         logs = payload.get("logs")
         return WebhookEvent(
-            event_id=event_id, info=self.job_info_from_prediction(payload), logs=logs if isinstance(logs, str) else None
+            event_id=event_id,
+            info=self.job_info_from_prediction(payload, inputs=False),
+            logs=logs if isinstance(logs, str) else None,
         )
 
-    def job_info_from_prediction(self, payload: dict[str, Any]) -> CloudJobInfo:
+    def job_info_from_prediction(self, payload: dict[str, Any], *, inputs: bool = True) -> CloudJobInfo:
         """Map a prediction object (a webhook body) with this provider's prices and clock.
+
+        ``inputs=False`` leaves the run's config and dataloader out of the metadata (see
+        ``prediction_to_info``): a webhook applies to a job that has them already.
 
         Raises:
             ValueError: ``payload`` is not a prediction object.
         """
         owner = self._book.owner_of(str(payload.get("id", "")))
-        return prediction_to_info(payload, catalog=self.catalog, now=self._clock.now(), reference=owner)
+        return prediction_to_info(payload, catalog=self.catalog, now=self._clock.now(), reference=owner, inputs=inputs)
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -370,7 +375,7 @@ class ReplicateProvider(CloudTrainerService):
                 reference=owner,
                 error=f"Replicate has no prediction {provider_job_id} (it may have been deleted).",
             )
-        return prediction_to_info(payload, catalog=self.catalog, now=self._clock.now(), reference=owner)
+        return prediction_to_info(payload, catalog=self.catalog, now=self._clock.now(), reference=owner, inputs=False)
 
     async def get_job_logs(self, provider_job_id: str) -> str:
         """Return the prediction's whole log so far ("" when none, or for an unknown prediction).

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -85,8 +86,11 @@ class WebhookSignatureMismatchError(WebhookSignatureError):
     reason = WebhookRejection.BAD_SIGNATURE
 
 
+@functools.lru_cache(maxsize=8)
 def decode_secret(secret: str) -> bytes:
     """Return the signing key of a ``whsec_<base64>`` secret (a bare base64 key is accepted too).
+
+    Remembered for the last few secrets (every delivery is checked with the same one).
 
     Raises:
         ValueError: the secret is empty or not base64 (a configuration problem, not the caller's).
