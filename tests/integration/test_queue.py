@@ -13,7 +13,7 @@ from cloudtuner.core.states import ACTIVE_STATES
 from cloudtuner.db.tables import JobRow
 from cloudtuner.scheduler.loops import Scheduler
 from cloudtuner.schemas.queue import DEFAULT_ROLE_PRIORITIES
-from cloudtuner.services import queue
+from cloudtuner.services import leases, queue
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.integration.conftest import RunningApp, inline_job, make_settings, start_app
 
@@ -166,3 +166,20 @@ async def test_each_position_matches_the_queue_order(manual: RunningApp) -> None
         position = (await manual.client.get(f"/api/queue/{job_id}/position")).json()
         assert position["position"] == expected, (job_id, position, reply["jobs"])
         assert position["owner"] == "local" and position["team"] is None
+
+
+async def test_take_jobs_leases_only_free_matching_candidates_in_their_order(manual: RunningApp) -> None:
+    first, second, third = [await submit(manual) for _ in range(3)]
+    (taken_before,) = await queue.claim_next(manual.ctx, "other", limit=1)
+    assert taken_before[0] == first
+    async with manual.ctx.db.transaction() as session:
+        await session.execute(update(JobRow).where(JobRow.id == second).values(status="cancelled"))
+    # A statement built once serves every call; the UPDATE's guard decides, not the caller's read.
+    statement = leases.take_statement(leases.JOBS.c.status == "queued")
+    claimed = await leases.take_jobs(manual.ctx, "one", [third, second, first, "no-such-job"], statement)
+    assert [job_id for job_id, _ in claimed] == [third]
+    assert await leases.take_jobs(manual.ctx, "one", [third], statement) == []
+    assert await leases.take_jobs(manual.ctx, "one", [], statement) == []
+    async with manual.ctx.db.read() as session:
+        row = await session.get(JobRow, third)
+        assert row is not None and row.lease_owner == "one" and row.lease_token == claimed[0][1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from cloudtuner.core.states import JobStatus
 from cloudtuner.db.tables import JobRow
 from cloudtuner.providers.base import CloudJobInfo, CloudJobStatus
 from cloudtuner.scheduler.loops import Scheduler
-from cloudtuner.services import dispatch
+from cloudtuner.services import dispatch, leases
 from cloudtuner.services.transitions import lock_job, transition_job
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.integration.conftest import INLINE_JOB, RunningApp, inline_job, make_settings, start_app
@@ -221,3 +222,26 @@ async def test_a_running_job_survives_a_server_restart(tmp_path: Path, database_
         job = await wait_until(lambda: job_row(second, job_id), lambda job: job.status == "completed")
         assert job.dispatch_attempts == 1
         assert len(second.provider.runs_for(job_id)) == 1
+
+
+async def test_lease_heartbeat_renews_only_while_the_body_runs(tmp_path: Path, database_url: str) -> None:
+    settings = make_settings(tmp_path, database_url, scheduler_enabled=False, lease_seconds=0.6)
+    async with start_app(settings, ScriptedProvider()) as app:
+        job_id = await submit(app)
+        ((claimed_id, token),) = await dispatch.claim_queued(app.ctx, "one")
+        assert claimed_id == job_id
+        first_expiry = (await job_row(app, job_id)).lease_expires_at
+        assert first_expiry is not None
+        # A short body: nothing is renewed (only a timer was set).
+        async with leases.lease_heartbeat(app.ctx, job_id, token):
+            pass
+        assert (await job_row(app, job_id)).lease_expires_at == first_expiry
+        # A body longer than the lease: renewed every third of it, so the lease never lapses.
+        async with leases.lease_heartbeat(app.ctx, job_id, token):
+            await asyncio.sleep(0.9)
+            renewed = (await job_row(app, job_id)).lease_expires_at
+            assert renewed is not None and renewed > first_expiry
+            assert renewed > app.ctx.clock.now()
+        await asyncio.sleep(0.45)
+        # Stopped with the body: no renewal after it ended.
+        assert (await job_row(app, job_id)).lease_expires_at == renewed

@@ -15,18 +15,22 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
-from cloudtuner.db.tables import JobRow
+from cloudtuner.db.tables import Base, JobRow
 from cloudtuner.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
 
+JOBS = Base.metadata.tables["jobs"]
+
 
 def lease_is_free(now_param: object) -> ColumnElement[bool]:
     """Return the condition 'nobody holds a live lease on this job' at time ``now_param``."""
-    return or_(JobRow.lease_expires_at.is_(None), JobRow.lease_expires_at < now_param)
+    # On the table's column: an ORM query takes it as well, and a plain UPDATE stays plain.
+    return or_(JOBS.c.lease_expires_at.is_(None), JOBS.c.lease_expires_at < now_param)
 
 
 async def claim_jobs(
@@ -48,23 +52,57 @@ async def claim_jobs(
     taken together share one lease token (a token names a claim, not a job).
     """
     now = ctx.clock.now()
-    expires = now + timedelta(seconds=ctx.settings.lease_seconds)
     query = select(JobRow.id).where(condition, lease_is_free(now))
     query = query.order_by(*(order_by or [JobRow.id])).limit(limit)
     async with ctx.db.read() as session:
         candidates = (await session.scalars(query)).all()
+    return await take_jobs(ctx, owner, candidates, take_statement(condition))
+
+
+def take_statement(condition: ColumnElement[bool]) -> ReturningUpdate[str]:
+    """Return the guarded UPDATE that leases the candidates matching ``condition``, for :func:`take_jobs`.
+
+    A caller with a fixed condition builds it once (on ``JOBS.c`` columns, so that it runs as a
+    plain statement) and reuses it: building a statement and its cache key costs more than
+    running it.
+    """
+    return (
+        update(JOBS)
+        .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), condition, lease_is_free(bindparam("now")))
+        .values(
+            lease_owner=bindparam("new_owner"),
+            lease_token=bindparam("new_token"),
+            lease_expires_at=bindparam("new_expires"),
+        )
+        .returning(JOBS.c.id)
+        .execution_options(synchronize_session=False)  # for a condition on ORM attributes
+    )
+
+
+async def take_jobs(
+    ctx: ServiceContext, owner: str, candidates: Sequence[str], statement: ReturningUpdate[str]
+) -> list[tuple[str, str]]:
+    """Lease those of ``candidates`` that still match the condition of ``statement`` (from
+    :func:`take_statement`) and have a free lease; return (job id, lease token) pairs in the order
+    of ``candidates``.
+
+    For a caller that already read its candidates (outside any write transaction): the guarded
+    UPDATE, in one write transaction, decides between processes, as in :func:`claim_jobs`. No
+    candidates, no transaction.
+    """
     if not candidates:
         return []
+    now = ctx.clock.now()
     token = secrets.token_hex(16)
+    params = {
+        "ids": list(candidates),
+        "now": now,
+        "new_owner": owner,
+        "new_token": token,
+        "new_expires": now + timedelta(seconds=ctx.settings.lease_seconds),
+    }
     async with ctx.db.transaction() as session:
-        taken = await session.scalars(
-            update(JobRow)
-            .where(JobRow.id.in_(candidates), condition, lease_is_free(now))
-            .values(lease_owner=owner, lease_token=token, lease_expires_at=expires)
-            .returning(JobRow.id)
-            .execution_options(synchronize_session=False)
-        )
-        claimed = set(taken.all())
+        claimed = set((await session.execute(statement, params)).scalars().all())
     return [(job_id, token) for job_id in candidates if job_id in claimed]
 
 
@@ -99,23 +137,36 @@ def holds_lease(job: JobRow, token: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def lease_heartbeat(ctx: ServiceContext, job_id: str, token: str) -> AsyncIterator[None]:
-    """Renew the lease every third of its length while the body runs."""
+    """Renew the lease every third of its length while the body runs.
+
+    Most bodies (a provider call) end long before the first renewal is due: until then only a
+    timer is set, and the renewing task is started when it fires.
+    """
     interval = ctx.settings.lease_seconds / 3
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(interval)
             try:
                 if not await renew_lease(ctx, job_id, token):
                     log.warning("lost the lease on job %s while working on it", job_id)
                     return
             except Exception:
                 log.exception("could not renew the lease on job %s", job_id)
+            await asyncio.sleep(interval)
 
-    task = asyncio.create_task(beat(), name=f"lease-heartbeat-{job_id}")
+    loop = asyncio.get_running_loop()
+    task: asyncio.Task[None] | None = None
+
+    def start() -> None:
+        nonlocal task
+        task = loop.create_task(beat(), name=f"lease-heartbeat-{job_id}")
+
+    timer = loop.call_later(interval, start)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        timer.cancel()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

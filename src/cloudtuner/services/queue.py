@@ -21,7 +21,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import CompoundSelect, Integer, and_, bindparam, case, func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import InvalidRequestError, JobNotFoundError, PermissionDeniedError, QueueFullError
@@ -38,7 +38,7 @@ from cloudtuner.schemas.queue import (
     QueueResponse,
 )
 from cloudtuner.services.context import ServiceContext
-from cloudtuner.services.leases import claim_jobs, lease_is_free
+from cloudtuner.services.leases import JOBS, lease_is_free, take_jobs, take_statement
 from cloudtuner.services.settings_documents import merge_document, read_document
 
 QUEUE_SCOPE = "queue"
@@ -87,6 +87,28 @@ def effective_priority(priority: int, created_at: datetime, now: datetime, aging
     return priority + int(waited // aging_seconds)
 
 
+def _waiting_statement(*, free_only: bool) -> CompoundSelect[Any]:
+    """Return the read of :func:`_ordered_waiting`, with parameters ``now`` and ``count``.
+
+    Built once per shape and reused: building a statement and its cache key costs more than
+    running it.
+    """
+    columns = (JobRow.id, JobRow.provider, JobRow.owner_id, JobRow.team, JobRow.priority, JobRow.created_at)
+    waiting = JobRow.status == _QUEUED
+    if free_only:
+        waiting = and_(waiting, lease_is_free(bindparam("now", type_=JobRow.lease_expires_at.type)))
+    count = bindparam("count", type_=Integer)
+    by_priority = select(*columns).where(waiting).order_by(JobRow.priority.desc(), JobRow.id).limit(count)
+    oldest = select(*columns).where(waiting).order_by(JobRow.id).limit(count)
+    # One statement: each arm keeps its own order and limit (an index scan each).
+    return union_all(select(by_priority.subquery()), select(oldest.subquery()))
+
+
+_TAKE_QUEUED = take_statement(JOBS.c.status == _QUEUED)
+
+_WAITING = {free_only: _waiting_statement(free_only=free_only) for free_only in (False, True)}
+
+
 async def _ordered_waiting(
     session: AsyncSession, limits: QueueLimits, now: datetime, count: int, *, free_only: bool
 ) -> list[Any]:
@@ -95,14 +117,8 @@ async def _ordered_waiting(
     Reads the ``count`` best by stored priority and the ``count`` oldest, and orders their union
     by effective priority: a job that waited long enough to overtake is always among the oldest.
     """
-    columns = (JobRow.id, JobRow.provider, JobRow.owner_id, JobRow.team, JobRow.priority, JobRow.created_at)
-    waiting = JobRow.status == _QUEUED
-    if free_only:
-        waiting = and_(waiting, lease_is_free(now))
-    by_priority = select(*columns).where(waiting).order_by(JobRow.priority.desc(), JobRow.id).limit(count)
-    oldest = select(*columns).where(waiting).order_by(JobRow.id).limit(count)
-    rows = {row.id: row for row in (await session.execute(by_priority)).all()}
-    rows.update({row.id: row for row in (await session.execute(oldest)).all()})
+    params: dict[str, Any] = {"count": count, "now": now} if free_only else {"count": count}
+    rows = {row.id: row for row in (await session.execute(_WAITING[free_only], params)).all()}
 
     def key(row: Any) -> tuple[int, str]:
         return (-effective_priority(row.priority, row.created_at, now, limits.aging_seconds), row.id)
@@ -123,9 +139,8 @@ async def claim_next(ctx: ServiceContext, owner: str, limit: int) -> list[tuple[
     if not limits.limits_running:
         async with ctx.db.read() as session:
             chosen = [row.id for row in await _ordered_waiting(session, limits, now, limit, free_only=True)]
-        if not chosen:
-            return []
-        return await claim_jobs(ctx, owner, and_(JobRow.status == _QUEUED, JobRow.id.in_(chosen)), limit=limit)
+        # The read above chose them; the guarded UPDATE decides (no second read).
+        return await take_jobs(ctx, owner, chosen, _TAKE_QUEUED)
     return await _claim_within_limits(ctx, owner, limits, now, limit)
 
 
