@@ -15,8 +15,9 @@ access log off, log level warning), on free 127.0.0.1 ports:
 
 The load comes from ``bench/_loadgen.py`` in separate processes (closed loop, keep-alive
 connections, fixed concurrency, warm-up, then a fixed window). Prints requests/s, p50/p99 latency
-and server CPU of each, the ratio per round and its median, and a PASS/FAIL line. Every accepted
-submit is checked against the jobs the list endpoint returns afterwards.
+and server CPU of each (also as CPU milliseconds a request, steadier on a shared machine), the
+ratio per round and its median, and a PASS/FAIL line. Every accepted submit is checked against the
+jobs the list endpoint returns afterwards.
 
     .venv/bin/python bench/submit_throughput.py                       # 2 rounds, ~1 minute
     .venv/bin/python bench/submit_throughput.py --rounds 3 --duration 15 --concurrency 16
@@ -102,6 +103,11 @@ class LoadResult:
     server_cpu_percent: float
     loadgen_cpu_percent: float
 
+    @property
+    def server_cpu_ms_per_request(self) -> float:
+        """Server CPU milliseconds per request in the window: steadier than requests/s on a busy machine."""
+        return 10 * self.server_cpu_percent / self.requests_per_second if self.requests_per_second else 0.0
+
 
 def run_load(
     name: str,
@@ -185,7 +191,8 @@ def run_load(
 def show(result: LoadResult) -> None:
     print(
         f"  {result.name:<11} {result.requests_per_second:8.0f} req/s   p50 {result.p50_ms:6.2f} ms   "
-        f"p99 {result.p99_ms:6.2f} ms   server CPU {result.server_cpu_percent:4.0f} %   "
+        f"p99 {result.p99_ms:6.2f} ms   server CPU {result.server_cpu_percent:4.0f} % "
+        f"({result.server_cpu_ms_per_request:.2f} ms a request)   "
         f"load generator CPU {result.loadgen_cpu_percent:4.0f} %   ({result.window_requests} requests)"
     )
     if result.window_ok != result.window_requests or result.errors:
