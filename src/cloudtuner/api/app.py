@@ -177,15 +177,17 @@ def create_app(
 
 def _include_routes(app: FastAPI, ctx: ServiceContext) -> None:
     """Add every route, in the order they are matched."""
-    # Machine traffic first, as routes are matched in order: providers may deliver a thousand
-    # webhooks a second, and workers claim and report as fast as their jobs end.
+    # Busiest first, as routes are matched in order: webhooks (whose deliveries the fast path
+    # answers before routing; the route documents them), workers claiming and reporting as fast
+    # as their jobs end, then the job API (submissions come in streams). None of the job routes
+    # can shadow a later one: the later /api/cloud/jobs/... routes have more path segments.
     app.include_router(webhooks.router)
     worker_protocol.install(app, ctx)  # /api/worker/..., /api/admin/workers and the worker providers' store
+    app.include_router(jobs.router)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
     app.include_router(user_routes.router)
     app.include_router(audit_routes.router)
-    app.include_router(jobs.router)
     app.include_router(artifact_routes.router)
     app.include_router(configs.router)
     app.include_router(provider_routes.router)
