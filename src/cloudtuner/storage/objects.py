@@ -96,11 +96,11 @@ class FilesystemObjectStore:
     ) -> None:
         """Open (and create if needed) the store at ``root``.
 
-        Also makes this process return freed transfer buffers to the OS at once
-        (:func:`~cloudtuner.storage.diskio.return_large_buffers_to_the_os`), so that its memory
-        stays flat however many objects it moves.
+        Also sets this process's allocator up for transfers
+        (:func:`~cloudtuner.storage.diskio.tune_malloc_for_transfers`): transfer buffers are reused
+        rather than mapped afresh, and its memory stays flat however many objects it moves.
         """
-        diskio.return_large_buffers_to_the_os()
+        diskio.tune_malloc_for_transfers()
         self.layout = layout.StoreLayout(Path(root).absolute())
         self._fsync = fsync
         self.multipart = MultipartUploads(
