@@ -3,7 +3,9 @@
 S3 checksums travel base64-encoded in ``x-amz-checksum-<algorithm>`` headers or in the trailer of
 an aws-chunked body. Supported algorithms: ``crc32``, ``crc32c``, ``sha1``, ``sha256`` (and ``md5``
 for ETags and ``Content-MD5``). CRC32C uses the ``google_crc32c`` extension when it is installed and
-a slower pure-Python table otherwise. ``crc64nvme`` is refused with ``NotImplemented``.
+a slower pure-Python table otherwise. CRC-32 uses ``zlib_ng`` when it is installed (some 15 times
+faster than zlib's on current CPUs) and zlib otherwise; both give the same values.
+``crc64nvme`` is refused with ``NotImplemented``.
 
 :class:`DigestSet` is fed from a worker thread by the object store (hashlib and zlib release the GIL
 on large buffers), so hashing does not stall the event loop.
@@ -19,6 +21,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from cloudtuner.storage import errors
+
+_crc32: Callable[[bytes | memoryview, int], int]
+try:  # pragma: no cover - depends on the environment
+    from zlib_ng.zlib_ng import crc32 as _crc32
+except ImportError:  # pragma: no cover - depends on the environment
+    _crc32 = zlib.crc32
 
 _crc32c_extension: Callable[[int, bytes], int] | None
 try:  # pragma: no cover - depends on the environment
@@ -49,7 +57,7 @@ class _Crc32:
         self._value = 0
 
     def update(self, data: bytes | memoryview, /) -> None:
-        self._value = zlib.crc32(data, self._value)
+        self._value = _crc32(data, self._value)
 
     def digest(self) -> bytes:
         return self._value.to_bytes(4, "big")

@@ -45,6 +45,19 @@ def test_crc32c_known_value() -> None:
     assert digests.digests()["crc32c"] == bytes.fromhex("e3069283")
 
 
+@pytest.mark.parametrize("fallback", [False, True], ids=["zlib-ng if installed", "zlib"])
+def test_crc32_matches_zlib_over_large_chunked_buffers(fallback: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if fallback:
+        monkeypatch.setattr(sums, "_crc32", zlib.crc32)
+    data = bytes(range(256)) * 8192 + b"tail"  # 2 MiB and a bit: the large-buffer code paths
+    digests = sums.DigestSet(["crc32"])
+    view = memoryview(data)
+    for start in range(0, len(data), 300_001):
+        digests.update(view[start : start + 300_001])
+    assert digests.digests()["crc32"] == zlib.crc32(data).to_bytes(4, "big")
+    assert sums.compute("crc32", b"123456789") == bytes.fromhex("cbf43926")
+
+
 def test_crc32c_pure_python_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sums, "_crc32c_extension", None)
     assert sums.compute("crc32c", b"123456789") == bytes.fromhex("e3069283")
