@@ -71,6 +71,8 @@ def test_job_keys_are_limited_to_their_job_and_end_with_it(servers: ServerFactor
     server = servers.start()
     job_a = server.submit(inline_job())
     job_b = server.submit(inline_job())
+    for job_id in (job_a, job_b):  # dispatched: the server has issued each job its key
+        server.wait_for_status(job_id, "starting", "running", "completed")
     key_a, key_b = issue_job_key(server, job_a), issue_job_key(server, job_b)
     assert issue_job_key(server, job_a) == key_a  # a retried start gets the same key
     s3_a, s3_b = s3_client(server, key_a), s3_client(server, key_b)
