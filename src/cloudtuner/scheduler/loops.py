@@ -20,7 +20,7 @@ from sqlalchemy import delete
 
 from cloudtuner.core.errors import ProviderError
 from cloudtuner.db.tables import IdempotencyKeyRow
-from cloudtuner.services import auth, deliveries, dispatch, queue, webhooks, workers_protocol
+from cloudtuner.services import auth, deliveries, dispatch, queue, storage_credentials, webhooks, workers_protocol
 from cloudtuner.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,14 @@ class Scheduler:
         return taken
 
     async def run_housekeeping_once(self) -> None:
-        """Delete expired idempotency keys and old webhook delivery ids; auth housekeeping."""
+        """Delete expired idempotency keys, old webhook delivery ids and storage keys that ended
+        long ago; auth housekeeping."""
         async with self.ctx.db.transaction() as session:
             await session.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.expires_at <= self.ctx.clock.now()))
         await webhooks.forget_old_receipts(self.ctx)
+        await storage_credentials.delete_stale_storage_credentials(
+            self.ctx, older_than=storage_credentials.STALE_KEY_RETENTION
+        )
         await auth.housekeeping(self.ctx)  # ended sessions, stale sign-in counts, audit retention
 
     async def drain(self) -> None:

@@ -273,6 +273,11 @@ async def revoke_storage_credential(ctx: ServiceContext, access_key_id: str) -> 
     return RevokeStorageCredentialResponse(credential=view)
 
 
+STALE_KEY_RETENTION = timedelta(days=30)
+"""How long housekeeping keeps revoked and expired keys (``storage credentials list --all``
+shows them until then)."""
+
+
 async def delete_stale_storage_credentials(ctx: ServiceContext, *, older_than: timedelta) -> int:
     """Delete keys revoked, or expired, more than ``older_than`` ago; return how many.
 

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from cloudtuner.core.errors import JobNotFoundError
 from cloudtuner.db.tables import JobRow, StorageCredentialRow
 from cloudtuner.services.storage_credentials import (
+    STALE_KEY_RETENTION,
     add_job_storage_credentials,
     delete_stale_storage_credentials,
     expire_job_storage_credentials,
@@ -184,6 +185,20 @@ async def test_housekeeping_deletes_stale_keys(manual: RunningApp) -> None:
         remaining = list(await session.scalars(select(StorageCredentialRow.access_key_id)))
     assert old.access_key_id not in remaining
     assert len(remaining) == 1
+
+
+async def test_the_housekeeping_loop_deletes_keys_ended_a_month_ago(manual: RunningApp) -> None:
+    month_old, week_old = await submit_job(manual), await submit_job(manual)
+    old, recent = await issue(manual, month_old), await issue(manual, week_old)
+    now = manual.ctx.clock.now()
+    async with manual.ctx.db.transaction() as session:
+        await expire_job_storage_credentials(session, month_old, now - STALE_KEY_RETENTION - timedelta(days=1))
+        await expire_job_storage_credentials(session, week_old, now - timedelta(days=7))
+    await manual.scheduler.run_housekeeping_once()
+    async with manual.ctx.db.read() as session:
+        remaining = set(await session.scalars(select(StorageCredentialRow.access_key_id)))
+    assert old.access_key_id not in remaining
+    assert recent.access_key_id in remaining
 
 
 async def test_add_job_storage_credentials_awaits_nothing(manual: RunningApp) -> None:
