@@ -70,9 +70,11 @@ class SqliteDialect(StoreDialect):
 
     def __init__(self, database: str | None = None) -> None:
         self.database = database or ":memory:"
-        in_memory = self.database == ":memory:" or self.database.startswith("file:")
-        self.checkpointer = None if in_memory else wal_checkpoints.WalCheckpointer(self.database)
-        """Checkpoints the WAL off the event loop (``db/wal_checkpoints.py``); None in memory."""
+        plain_path = self.database != ":memory:" and not self.database.startswith("file:")
+        self.checkpointer = wal_checkpoints.WalCheckpointer(self.database) if plain_path else None
+        """Checkpoints the WAL off the event loop (``db/wal_checkpoints.py``); None for a database in
+        memory or named by a ``file:`` URI (whose options the checkpointer's connection would lack),
+        which keep SQLite's own checkpoints."""
 
     def engine_options(self) -> dict[str, Any]:
         # Statements run on the event loop's thread (see db.inline_sqlite for why that is safe here).
