@@ -161,6 +161,27 @@ async def authenticate_session(ctx: ServiceContext, token: str) -> Authenticatio
 # --- signing in and out -------------------------------------------------------------------------
 
 
+def sign_in_attempt(
+    username: str, *, via: str, action: str, target: str, source_ip: str
+) -> tuple[str | None, AuditEvent]:
+    """Return ``username`` normalized (None if it is not a valid name) and the audit entry of an
+    attempt made with it: anonymous and failed until the caller records it otherwise."""
+    try:
+        name: str | None = users.normalize_username(username)
+    except CloudtunerError:
+        name = None
+    attempt = AuditEvent(
+        actor_id="anonymous",
+        actor_name=(name or username.strip().lower())[:64] or "?",
+        via=via,
+        action=action,
+        target=target,
+        outcome="failed",
+        source_ip=source_ip or None,
+    )
+    return name, attempt
+
+
 async def login(
     ctx: ServiceContext, username: str, password: str, *, source_ip: str, user_agent: str | None = None
 ) -> LoginResponse:
@@ -172,18 +193,8 @@ async def login(
         AccountDisabledError: right password, but the account is disabled.
         SingleUserModeError: the server has no users, so there is nobody to sign in as.
     """
-    try:
-        name = users.normalize_username(username)
-    except CloudtunerError:
-        name = None
-    attempt = AuditEvent(
-        actor_id="anonymous",
-        actor_name=(name or username.strip().lower())[:64] or "?",
-        via="password",
-        action="login",
-        target="/api/auth/login",
-        outcome="failed",
-        source_ip=source_ip or None,
+    name, attempt = sign_in_attempt(
+        username, via="password", action="login", target="/api/auth/login", source_ip=source_ip
     )
     limits = {login_throttle.address_key(source_ip): ctx.settings.login_max_failures_per_address}
     if name is not None:

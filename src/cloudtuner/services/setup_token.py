@@ -36,12 +36,11 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import CloudtunerError, InvalidSetupTokenError, UserExistsError
-from cloudtuner.core.ids import new_sortable_id
 from cloudtuner.core.roles import Role
 from cloudtuner.db.tables import SettingsDocumentRow, UserRow
 from cloudtuner.schemas.auth import UserInfo
 from cloudtuner.services import api_keys, audit, login_throttle, users
-from cloudtuner.services.audit import AuditEvent
+from cloudtuner.services.auth import sign_in_attempt
 
 if TYPE_CHECKING:
     from cloudtuner.services.context import ServiceContext
@@ -146,18 +145,8 @@ async def create_first_admin(
         LoginThrottledError: too many failed attempts from this address just now.
         InvalidSetupTokenError: the token is wrong, already used or expired.
     """
-    try:
-        name: str | None = users.normalize_username(username)
-    except CloudtunerError:
-        name = None
-    attempt = AuditEvent(
-        actor_id="anonymous",
-        actor_name=(name or username.strip().lower())[:64] or "?",
-        via="setup_token",
-        action="setup",
-        target=SETUP_PATH,
-        outcome="failed",
-        source_ip=source_ip or None,
+    _name, attempt = sign_in_attempt(
+        username, via="setup_token", action="setup", target=SETUP_PATH, source_ip=source_ip
     )
     try:
         user = await _create_first_admin(ctx, token, username, password, source_ip=source_ip)
@@ -206,17 +195,7 @@ async def _create_first_admin(
             raise _setup_done()
         if row is None or not _matches(_live_tokens(row.document, now), token_hash):
             raise InvalidSetupTokenError()
-        user = UserRow(
-            id=new_sortable_id(),
-            username=name,
-            password_hash=password_hash,
-            role=Role.ADMIN.value,
-            team=None,
-            active=True,
-            created_at=now,
-            updated_at=now,
-            last_login_at=None,
-        )
+        user = users.new_user_row(name, password_hash, Role.ADMIN, None, now)
         session.add(user)
         await session.delete(row)
     ctx.user_presence.mark_present()

@@ -226,6 +226,21 @@ async def has_admin(db: Database) -> bool:
     return bool(count)
 
 
+def new_user_row(name: str, password_hash: str, role: Role, team: str | None, now: datetime) -> UserRow:
+    """Return the row of a new, active user who has never signed in (``name`` already normalized)."""
+    return UserRow(
+        id=new_sortable_id(),
+        username=name,
+        password_hash=password_hash,
+        role=role.value,
+        team=team,
+        active=True,
+        created_at=now,
+        updated_at=now,
+        last_login_at=None,
+    )
+
+
 async def create_user(
     ctx: ServiceContext, username: str, password: str, role: str | Role, team: str | None = None
 ) -> UserInfo:
@@ -247,17 +262,7 @@ async def create_user(
     async with ctx.db.transaction() as session:
         if await find_user_row(session, name) is not None:
             raise UserExistsError(f"A user called {name!r} already exists.")
-        row = UserRow(
-            id=new_sortable_id(),
-            username=name,
-            password_hash=password_hash,
-            role=role.value,
-            team=team,
-            active=True,
-            created_at=now,
-            updated_at=now,
-            last_login_at=None,
-        )
+        row = new_user_row(name, password_hash, role, team, now)
         session.add(row)
     ctx.user_presence.mark_present()
     return user_info(row)
