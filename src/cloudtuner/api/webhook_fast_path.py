@@ -7,7 +7,7 @@ applying the delivery. :class:`WebhookFastPath` is the outermost middleware of t
 ``/api/webhooks/<provider>`` (one path segment) is read and answered here with the route's own
 function (``routes.webhooks.accept_webhook``) and the app's own error replies
 (``api.errors``), so it answers exactly as the route would; every other request goes on to the
-app unchanged. The route stays declared, for the OpenAPI schema and for apps built without this.
+app unchanged. The route stays declared, for the OpenAPI schema.
 """
 
 from __future__ import annotations

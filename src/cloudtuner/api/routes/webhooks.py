@@ -3,8 +3,9 @@
 This is the busiest public route (a provider may send thousands of deliveries a second), so its
 requests are answered by ``api.webhook_fast_path`` ahead of the framework's routing, middleware
 and dependency machinery, which would cost more than everything else the route does. The route
-declared here documents it in the OpenAPI schema and serves an app built without the fast path;
-both call :func:`accept_webhook`, so they answer alike.
+declared here documents it in the OpenAPI schema; ``create_app`` always installs the fast path,
+so the route's own function only answers where that middleware is left out. Both call
+:func:`accept_webhook`, so they answer alike.
 """
 
 from __future__ import annotations
