@@ -113,8 +113,10 @@ async def test_a_job_runs_through_the_protocol(running: RunningApp, tmp_path: Pa
         f"/api/worker/jobs/{job_id}/datasets", params={"lease_token": lease}, headers=auth(token)
     )
     assert fetched.status_code == 200, fetched.text
-    assert zipfile.ZipFile(io.BytesIO(fetched.content)).namelist()
+    assert zipfile.ZipFile(io.BytesIO(fetched.content)).testzip() is None
     assert fetched.headers["x-cloudtuner-extract-root"] == "/datasets"
+    assert "content-length" not in fetched.headers, "packed while it is sent"
+    assert not (running.ctx.settings.data_dir / "packages").exists(), "no archive file on the server"
 
     beat = await running.client.post(
         f"/api/worker/jobs/{job_id}/heartbeat", json={"lease_token": lease, "running": True}, headers=auth(token)

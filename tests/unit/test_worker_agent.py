@@ -1,12 +1,16 @@
-"""Pure parts of the worker: requirements matching, staging paths, archive safety, claim spreading."""
+"""Pure parts of the worker: requirements matching, staging paths, archive safety, claim spreading,
+and a dataset download that stops part way (over a mock transport)."""
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from cloudtuner.agent.protocol import DatasetDownloadError, WorkerClient
 from cloudtuner.agent.staging import move_root, rewrite_dataloader, unpack, write_trainer_files
 from cloudtuner.schemas.workers import GpuInfo, WorkerRequirements, worker_command
 from cloudtuner.services.workers_protocol import _spread, providers_for
@@ -67,3 +71,24 @@ def test_worker_command_and_provider_labels() -> None:
     )
     assert providers_for({}) == ("worker",)
     assert providers_for({"cloudtuner.provider": "local"}) == ("local",)
+
+
+class _CutShort(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"PK\x03\x04 the first part"
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+async def test_a_dataset_download_that_stops_part_way_says_so(tmp_path: Path) -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["lease_token"] == "lease-1"
+        return httpx.Response(200, headers={"X-Cloudtuner-Dataloader": "W10="}, stream=_CutShort())
+
+    client = WorkerClient("http://127.0.0.1:9", "token")
+    await client.aclose()
+    client._http = httpx.AsyncClient(base_url=client.base_url, transport=httpx.MockTransport(reply))
+    try:
+        with pytest.raises(DatasetDownloadError, match=r"stopped before its end .*peer closed connection"):
+            await client.fetch_datasets("job-1", "lease-1", tmp_path / "datasets.zip")
+    finally:
+        await client.aclose()

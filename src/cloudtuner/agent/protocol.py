@@ -37,6 +37,10 @@ def _check(reply: httpx.Response) -> dict[str, Any]:
     return body
 
 
+class DatasetDownloadError(Exception):
+    """The datasets' zip stopped before its end (the server packs it while sending it)."""
+
+
 class WorkerClient:
     """HTTP calls to the server, authenticated by the worker token.
 
@@ -91,14 +95,24 @@ class WorkerClient:
     async def fetch_datasets(
         self, job_id: str, lease_token: str, destination: Path
     ) -> tuple[list[dict[str, Any]], str]:
-        """Download the job's dataset zip to ``destination``; return (dataloader config, its extract root)."""
+        """Download the job's dataset zip to ``destination``; return (dataloader config, its extract root).
+
+        Raises:
+            DatasetDownloadError: the zip stopped part way (the server could not finish packing it).
+        """
         url = f"/api/worker/jobs/{job_id}/datasets"
         async with self._http.stream("GET", url, params={"lease_token": lease_token}, timeout=600.0) as reply:
             if reply.status_code >= 400:
                 await reply.aread()
                 _check(reply)
-            with destination.open("wb") as out:
-                async for chunk in reply.aiter_bytes():
-                    out.write(chunk)
+            try:
+                with destination.open("wb") as out:
+                    async for chunk in reply.aiter_bytes():
+                        out.write(chunk)
+            except httpx.TransportError as exc:
+                raise DatasetDownloadError(
+                    f"The datasets' zip stopped before its end ({exc}). The server packs it while"
+                    " sending it; its log says why it stopped (a dataset file changed, for example)."
+                ) from exc
             dataloader = json.loads(base64.b64decode(reply.headers["x-cloudtuner-dataloader"]))
             return list(dataloader), reply.headers.get("x-cloudtuner-extract-root", "/datasets")

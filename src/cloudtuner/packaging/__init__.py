@@ -7,15 +7,24 @@ and ``cloudtuner.schemas`` only. The steps, in the order a caller uses them::
     summary = packaging.summarize_scan(scan, upload_limit_bytes=limit)  # for consent
     packaging.check_upload_limit(scan, limit_bytes=limit, provider_label="Replicate")
     built = packaging.build_archive(scan, archive_path, progress=on_progress)
+    # or, with no file and no sha256: packaging.stream_archive(scan, send_buffers)
     trainer_config = packaging.rewrite_dataloader_config(dataloader_config, "/src/datasets")
 
 Modules: ``rules`` (what is excluded and how files are stored), ``layout`` (archive folders),
 ``walk`` (the file-system walk), ``scan`` (counts and fingerprint), ``summary`` (upload
-summary and limits), ``archive`` (the zip and its sha256), ``rewrite`` (trainer-side paths),
+summary and limits), ``archive`` (the zip, to a file or a sink, and its sha256), ``rewrite`` (trainer-side paths),
 ``sizes`` (human-readable sizes and archive size prediction), ``errors``.
 """
 
-from cloudtuner.packaging.archive import BuiltArchive, ProgressCallback, build_archive, hash_package
+from cloudtuner.packaging.archive import (
+    BuiltArchive,
+    ProgressCallback,
+    StreamedArchive,
+    build_archive,
+    hash_package,
+    stream_archive,
+)
+from cloudtuner.packaging.errors import PackagingError
 from cloudtuner.packaging.layout import DatasetLayout, plan_dataset_layout
 from cloudtuner.packaging.rewrite import rewrite_dataloader_config
 from cloudtuner.packaging.scan import PackageScan, scan_datasets
@@ -32,7 +41,9 @@ __all__ = [
     "BuiltArchive",
     "DatasetLayout",
     "PackageScan",
+    "PackagingError",
     "ProgressCallback",
+    "StreamedArchive",
     "build_archive",
     "check_archive_size",
     "check_upload_limit",
@@ -41,5 +52,6 @@ __all__ = [
     "plan_dataset_layout",
     "rewrite_dataloader_config",
     "scan_datasets",
+    "stream_archive",
     "summarize_scan",
 ]

@@ -2,7 +2,9 @@
 
 The packaging thread fills a buffer (zip records are copied in, file contents are read straight
 into it) and hands it on; a writer thread writes it to the archive file and a hashing thread
-feeds it to sha256, each in order, each on its own thread. hashlib, zlib and file reads and
+feeds it to sha256, each in order, each on its own thread. Instead of a file, the buffers can go
+to a *sink*, a function called on a thread of its own with the buffers in order (an archive
+streamed straight to a download, with no file and, if no hash is asked for, no sha256). hashlib, zlib and file reads and
 writes release the GIL on large buffers, so reading, checksumming, writing and hashing use both
 cores of a small machine at once. A buffer goes back to the pool when both threads are done
 with it; when none is free, the packaging thread waits. Memory is therefore fixed at
@@ -97,8 +99,16 @@ class _Consumer:
         self._thread.join()
 
 
+Sink = Callable[[Sequence[memoryview]], object]
+"""Receives the stream's bytes, in order, a few buffers at a time, on a thread of the stream.
+
+The views are valid only until it returns (the buffers are then reused); an exception it raises
+stops the stream and is raised on the packaging thread (an ``OSError`` as ``ArchiveWriteError``).
+"""
+
+
 class ArchiveStream:
-    """A forward-only byte stream into an archive file (or nowhere) and its sha256.
+    """A forward-only byte stream into an archive file, a sink or nowhere, and its sha256.
 
     Use from one thread: ``write`` copies bytes in; ``reserve`` + ``commit`` let the caller
     read file contents straight into the stream's buffer. End with ``finish`` (or ``abandon``
@@ -113,30 +123,39 @@ class ArchiveStream:
         buffer_count: int,
         direct_io: bool = True,
         write_back_bytes: int | None = None,
+        sink: Sink | None = None,
+        hash_content: bool = True,
     ) -> None:
         """Start the stream's threads.
 
-        ``descriptor``: a file open for writing at offset 0, or None to only hash (it is not
-        closed here). ``direct_io``: try direct I/O for it (its flags are changed). Without
-        direct I/O, ``write_back_bytes`` (if set) asks the kernel to start writing the file to
-        disk each time this many bytes have been written, so that a final ``fsync`` has little
-        left to wait for.
+        ``descriptor``: a file open for writing at offset 0, or None (it is not closed here).
+        ``direct_io``: try direct I/O for it (its flags are changed). Without direct I/O,
+        ``write_back_bytes`` (if set) asks the kernel to start writing the file to disk each
+        time this many bytes have been written, so that a final ``fsync`` has little left to
+        wait for. ``sink``: also (or instead) hand the bytes to this function. ``hash_content``:
+        compute the sha256 (``finish`` returns None without it). At least one of the three.
         """
         if buffer_count < 2 or buffer_bytes < MIN_BUFFER_BYTES or buffer_bytes % MIN_BUFFER_BYTES:
             raise ValueError("the stream needs at least two buffers of a multiple of 64 KiB")
+        if descriptor is None and sink is None and not hash_content:
+            raise ValueError("the stream needs a file, a sink or the hash")
         self._free: queue.SimpleQueue[_Buffer] = queue.SimpleQueue()
         for _ in range(buffer_count):
             self._free.put(_Buffer(buffer_bytes))
         self._lock = threading.Lock()
-        self._digest = hashlib.sha256()
+        self._digest = hashlib.sha256() if hash_content else None
         self._position = 0
         self._current: _Buffer | None = None
         self._closed = False
-        consumers = [_Consumer("cloudtuner-archive-sha256", self._hash, self._release)]
+        consumers: list[_Consumer] = []
+        if hash_content:
+            consumers.append(_Consumer("cloudtuner-archive-sha256", self._hash, self._release))
         self._writer: _FileWriter | None = None
         if descriptor is not None:
             self._writer = _FileWriter(descriptor, direct_io=direct_io, write_back_bytes=write_back_bytes)
             consumers.append(_Consumer("cloudtuner-archive-write", self._writer.write, self._release))
+        if sink is not None:
+            consumers.append(_Consumer("cloudtuner-archive-sink", sink, self._release))
         self._consumers = tuple(consumers)
 
     @property
@@ -176,16 +195,18 @@ class ArchiveStream:
             raise ValueError("commit without a matching reserve")
         self._advance(buffer, length)
 
-    def finish(self) -> str:
-        """Hand on the last buffer, wait until everything is written and hashed; return the sha256.
+    def finish(self) -> str | None:
+        """Hand on the last buffer, wait until everything is written, sunk and hashed; return
+        the sha256 (None without ``hash_content``).
 
         Raises:
-            ArchiveWriteError: the archive file could not be written.
+            ArchiveWriteError: the archive file (or the sink) could not be written.
+            Whatever else the sink raised.
         """
         self._hand_on()
         self._stop()
         self._raise_failure()
-        return self._digest.hexdigest()
+        return None if self._digest is None else self._digest.hexdigest()
 
     def abandon(self) -> None:
         """Stop without writing or hashing what is still queued; the archive is being discarded."""
@@ -194,8 +215,10 @@ class ArchiveStream:
         self._stop()
 
     def _hash(self, views: Sequence[memoryview]) -> None:
+        digest = self._digest
+        assert digest is not None  # only a hashing stream has this consumer
         for view in views:
-            self._digest.update(view)
+            digest.update(view)
 
     def _open_buffer(self) -> _Buffer:
         if self._current is None:

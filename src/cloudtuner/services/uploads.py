@@ -2,14 +2,19 @@
 
 At submission, :func:`check_upload` scans the job's local datasets (names and sizes only), refuses
 the job if the package would exceed the provider's limit, and applies the consent mode. At
-dispatch, :func:`prepare_archive` builds the archive the provider uploads.
+dispatch, :func:`prepare_archive` builds the archive the provider uploads. A self-hosted worker
+downloads its job's datasets instead: :func:`prepare_stream` scans them and :func:`archive_chunks`
+packs the zip while it is being sent, with no file on the server's disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import threading
 import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,8 @@ from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.settings_documents import get_cloud_settings
 
 PACKAGES_FOLDER = "packages"
+
+log = logging.getLogger(__name__)
 
 
 def local_datasets(dataloader: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -139,3 +146,114 @@ def discard_archive(archive: DatasetArchive) -> None:
     """Delete a job's archive once the provider has it (or the job ended)."""
     with contextlib.suppress(FileNotFoundError):
         archive.path.unlink()
+
+
+@dataclass(frozen=True)
+class StreamedUpload:
+    """A job's local datasets, scanned and ready to be packed while they are sent (no file)."""
+
+    scan: packaging.PackageScan
+    dataloader: list[dict[str, Any]]
+    """The dataloader config with dataset paths under the provider's extract root."""
+    summary: UploadSummary
+
+
+def _scan_for_stream(provider: CloudTrainerService, dataloader: list[dict[str, Any]]) -> StreamedUpload:
+    scan = packaging.scan_datasets(dataloader)
+    limit = provider.capabilities.max_upload_bytes
+    packaging.check_upload_limit(scan, limit_bytes=limit, provider_label=_label(provider))
+    root = provider.capabilities.dataset_extract_root or "/datasets"
+    return StreamedUpload(
+        scan=scan,
+        dataloader=packaging.rewrite_dataloader_config(dataloader, root),
+        summary=packaging.summarize_scan(scan, upload_limit_bytes=limit),
+    )
+
+
+async def prepare_stream(provider: CloudTrainerService, dataloader: list[dict[str, Any]]) -> StreamedUpload:
+    """Scan a job's local datasets for :func:`archive_chunks`, off the event loop.
+
+    Everything that can be checked before the first byte is sent is checked here, so that the
+    caller can still answer with an error.
+
+    Raises:
+        PackagingError: a dataset cannot be read, or the package is over the provider's limit.
+    """
+    return await asyncio.to_thread(_scan_for_stream, provider, dataloader)
+
+
+async def archive_chunks(scan: packaging.PackageScan) -> AsyncGenerator[memoryview, None]:
+    """Yield the zip of ``scan`` while a thread packs it (``packaging.stream_archive``).
+
+    Each chunk is valid only until the next one is asked for: packing waits while the consumer
+    sends a chunk, so memory stays fixed and nothing is copied. Closing the generator early
+    stops the packing. An error while packing (a dataset changed since the scan) is raised
+    after the chunks that came before it: the receiver gets an archive that does not end.
+    """
+    handoff = _ChunkHandoff(asyncio.get_running_loop())
+    producer = asyncio.create_task(asyncio.to_thread(handoff.produce, scan))
+    try:
+        async for chunk in handoff.chunks():
+            yield chunk
+    except packaging.PackagingError as exc:
+        log.warning("a dataset archive stopped part way through: %s", exc.message)
+        raise
+    finally:
+        handoff.close()
+        if not producer.done():
+            producer.add_done_callback(lambda _: None)  # ends soon: the sink now refuses
+
+
+class _ReceiverGoneError(Exception):
+    """The generator was closed: stop packing."""
+
+
+@dataclass(frozen=True)
+class _End:
+    error: BaseException | None
+
+
+class _ChunkHandoff:
+    """Hands the stream's buffers from its sink thread to the event loop and waits until sent."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._ready: asyncio.Queue[Sequence[memoryview] | _End] = asyncio.Queue()
+        self._sent = threading.Semaphore(0)
+        self._closed = False
+
+    def produce(self, scan: packaging.PackageScan) -> None:
+        """Pack the archive into this handoff (on a worker thread); never raises."""
+        try:
+            packaging.stream_archive(scan, self._give)
+        except BaseException as exc:  # handed to the generator, which raises it
+            self._put(_End(exc))
+        else:
+            self._put(_End(None))
+
+    async def chunks(self) -> AsyncIterator[memoryview]:
+        while True:
+            item = await self._ready.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            for view in item:
+                yield view
+            self._sent.release()
+
+    def close(self) -> None:
+        self._closed = True
+        self._sent.release()  # wakes a sink waiting for its buffers to be sent
+
+    def _give(self, views: Sequence[memoryview]) -> None:
+        if self._closed:
+            raise _ReceiverGoneError()
+        self._put(list(views))
+        self._sent.acquire()
+        if self._closed:
+            raise _ReceiverGoneError()
+
+    def _put(self, item: Sequence[memoryview] | _End) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
+            self._loop.call_soon_threadsafe(self._ready.put_nowait, item)

@@ -47,7 +47,7 @@ from cloudtuner.schemas.workers import (
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.storage_credentials import issue_job_storage_credentials, storage_endpoint_url
 from cloudtuner.services.transitions import lock_job, transition_job
-from cloudtuner.services.uploads import PreparedUpload, local_datasets, prepare_archive
+from cloudtuner.services.uploads import StreamedUpload, local_datasets, prepare_stream
 from cloudtuner.services.workers import hash_token, worker_for_token
 
 log = logging.getLogger(__name__)
@@ -518,8 +518,9 @@ class WorkerRuns:
         return CloudJobInfo(provider_job_id, run_status, reference=job_id, error=job.error)
 
 
-async def package_datasets(ctx: ServiceContext, token: str, job_id: str, lease_token: str) -> PreparedUpload:
-    """Package the local datasets of a job the worker holds (the caller discards the archive).
+async def package_datasets(ctx: ServiceContext, token: str, job_id: str, lease_token: str) -> StreamedUpload:
+    """Scan the local datasets of a job the worker holds, to be streamed as one zip
+    (``uploads.archive_chunks``).
 
     The dataloader config returned points at ``/datasets``, the archive's extract root.
 
@@ -533,4 +534,4 @@ async def package_datasets(ctx: ServiceContext, token: str, job_id: str, lease_t
         job = await session.get(JobRow, job_id)
         provider_name = job.provider if job is not None else "worker"
     provider = ctx.providers.get(provider_name)
-    return await prepare_archive(ctx, provider, f"{job_id}-{lease_token[:8]}", dataloader)
+    return await prepare_stream(provider, dataloader)

@@ -8,6 +8,7 @@ import hashlib
 import os
 import random
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,50 @@ def test_only_whole_blocks_at_block_offsets_are_written_directly() -> None:
     assert stream_module._aligned_prefix(views, block) == 2
     assert stream_module._aligned_prefix(views, 10) == 0
     assert stream_module._aligned_prefix(views[2:], 0) == 0
+
+
+def _collector(received: bytearray) -> Callable[[Sequence[memoryview]], None]:
+    def collect(views: Sequence[memoryview]) -> None:
+        for view in views:
+            received.extend(view)
+
+    return collect
+
+
+def test_a_sink_gets_every_byte_in_order_without_a_hash() -> None:
+    received = bytearray()
+    stream = ArchiveStream(None, buffer_bytes=BUFFER, buffer_count=2, sink=_collector(received), hash_content=False)
+    sent = _feed(stream, seed=3, rounds=300)
+    assert stream.finish() is None
+    assert bytes(received) == sent
+
+
+def test_a_sink_and_a_hash_see_the_same_bytes() -> None:
+    received = bytearray()
+    stream = ArchiveStream(None, buffer_bytes=BUFFER, buffer_count=3, sink=_collector(received))
+    sent = _feed(stream, seed=4, rounds=200)
+    assert stream.finish() == hashlib.sha256(sent).hexdigest() == hashlib.sha256(received).hexdigest()
+
+
+class _Refused(Exception):
+    pass
+
+
+def test_a_sink_failure_stops_the_caller_with_the_sink_s_own_error() -> None:
+    def refuse(views: object) -> None:
+        raise _Refused("receiver gone")
+
+    stream = ArchiveStream(None, buffer_bytes=BUFFER, buffer_count=2, sink=refuse, hash_content=False)
+
+    def write_until_refused() -> None:
+        for _ in range(4):  # by the third buffer, one must have come back from the failed sink
+            stream.write(b"q" * BUFFER)
+
+    with pytest.raises(_Refused, match="receiver gone"):
+        write_until_refused()
+    stream.abandon()
+
+
+def test_a_stream_must_go_somewhere() -> None:
+    with pytest.raises(ValueError, match="a file, a sink or the hash"):
+        ArchiveStream(None, buffer_bytes=BUFFER, buffer_count=2, hash_content=False)

@@ -12,8 +12,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import StreamingResponse
 
 from cloudtuner.api.deps import Context
 from cloudtuner.api.routes import workers as worker_routes
@@ -32,7 +31,7 @@ from cloudtuner.schemas.workers import (
 )
 from cloudtuner.services import workers_local, workers_protocol
 from cloudtuner.services.context import ServiceContext
-from cloudtuner.services.uploads import discard_archive
+from cloudtuner.services.uploads import archive_chunks
 
 router = APIRouter(prefix="/api/worker", tags=["worker protocol"])
 
@@ -104,22 +103,23 @@ async def result(job_id: str, body: ResultRequest, ctx: Context, token: WorkerTo
 
 @router.get(
     "/jobs/{job_id}/datasets",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={**ERRORS, 200: {"content": {"application/zip": {}}, "description": "The datasets' zip."}},
     summary="Fetch a job's datasets",
 )
 async def datasets(
     job_id: str, ctx: Context, token: WorkerToken, lease_token: Annotated[str, Query(max_length=64)]
-) -> FileResponse:
-    """The job's local datasets packed into one zip. The `X-Cloudtuner-Dataloader` header holds
-    the dataloader config (base64 JSON) with paths under `X-Cloudtuner-Extract-Root`."""
+) -> StreamingResponse:
+    """The job's local datasets packed into one zip while it is sent (chunked; no file is kept on
+    the server). The `X-Cloudtuner-Dataloader` header holds the dataloader config (base64 JSON)
+    with paths under `X-Cloudtuner-Extract-Root`. If a dataset changes while it is being sent, the
+    reply stops before its end: treat a download that does not end as failed."""
     prepared = await workers_protocol.package_datasets(ctx, token, job_id, lease_token)
     dataloader = base64.b64encode(json.dumps(prepared.dataloader).encode()).decode()
-    return FileResponse(
-        prepared.archive.path,
+    return StreamingResponse(
+        archive_chunks(prepared.scan),
         media_type="application/zip",
         headers={"X-Cloudtuner-Dataloader": dataloader, "X-Cloudtuner-Extract-Root": EXTRACT_ROOT},
-        background=BackgroundTask(discard_archive, prepared.archive),
     )
 
 
