@@ -88,6 +88,8 @@ WRITE_BACK_BYTES = 16 << 20
 PROGRESS_STEP_BYTES = 4 << 20
 """The progress callback is called at most once per this many bytes (and at start and end)."""
 
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
 # O_NOFOLLOW: a file swapped for a link since the walk is refused; O_NONBLOCK: one swapped for a
 # named pipe does not block the open (the fstat check then refuses it).
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -189,8 +191,8 @@ class StreamedArchive:
 def stream_archive(scan: PackageScan, sink: Sink, *, progress: ProgressCallback | None = None) -> StreamedArchive:
     """Hand the archive of ``scan`` to ``sink``, in order, as it is made; no file, no sha256.
 
-    The bytes are exactly those ``build_archive`` writes. ``sink`` is called on a thread of the
-    stream with a few buffers at a time, each valid only until it returns. The folders must
+    The bytes are exactly those ``build_archive`` writes. ``sink`` is called on the calling
+    thread with one buffer at a time, each valid only until it returns. The folders must
     still hold what the scan found; if they do not, the error is raised after part of the
     archive may already have gone to the sink, so a receiver must treat an archive that does not
     end as failed (a zip without its end records is unreadable anyway). Memory is fixed, as for
@@ -394,15 +396,35 @@ def _read_ahead(files: Iterable[walk.WalkedFile]) -> Iterator[walk.WalkedFile]:
 
 
 def _prefetch(item: walk.WalkedFile, length: int) -> None:
-    """Ask the kernel to start reading the first ``length`` bytes of a file (best effort)."""
+    """Ask the kernel to start reading the first ``length`` bytes of a file (best effort).
+
+    Skipped when the last of those bytes is already in the page cache: the hint would only make
+    the kernel look up every cached page of the range (about 26 µs for 2 MiB here, as much as
+    reading a tenth of it), and a file read recently is usually cached whole.
+    """
     if length <= 0:
         return
     with contextlib.suppress(AttributeError, OSError):
         descriptor = os.open(item.open_path, _OPEN_FLAGS)
         try:
-            os.posix_fadvise(descriptor, 0, length, os.POSIX_FADV_WILLNEED)
+            if not _is_cached(descriptor, length - 1):
+                os.posix_fadvise(descriptor, 0, length, os.POSIX_FADV_WILLNEED)
         finally:
             os.close(descriptor)
+
+
+def _is_cached(descriptor: int, offset: int) -> bool:
+    """Return True when the byte at ``offset`` can be read without waiting for the disk.
+
+    A read with ``RWF_NOWAIT`` (Linux) fails with EAGAIN instead of waiting; where the flag or
+    the file system does not support it, the answer is False.
+    """
+    if _RWF_NOWAIT is None:
+        return False
+    try:
+        return os.preadv(descriptor, [bytearray(1)], offset, _RWF_NOWAIT) == 1
+    except OSError:
+        return False
 
 
 def _folder_changed(folder_scan: FolderScan) -> errors.DatasetChangedError:

@@ -38,6 +38,7 @@ or ``\\``, control characters, not valid UTF-8, longer than 255 bytes) is left o
 from __future__ import annotations
 
 import fnmatch
+import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,6 +87,9 @@ _SECRET_NAME_WORDS = (
     "secret", "password", "passwd", "credential", "private_key", "private-key", "privatekey",
     "api_key", "api-key", "apikey", "access_key", "accesskey", "auth_token", "access_token",
 )  # fmt: skip
+
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+_NEEDS_ESCAPING = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # see _printable_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,7 @@ def unsafe_name_detail(name: str) -> str | None:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
         return "the name is not valid UTF-8"
-    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in name):
+    if _CONTROL_CHARACTER.search(name):
         return "the name contains control characters"
     if len(encoded) > MAX_NAME_BYTES:
         return f"the name is longer than {MAX_NAME_BYTES} bytes"
@@ -215,6 +219,8 @@ def printable_path(parts: Iterable[str]) -> str:
 
 
 def _printable_name(name: str) -> str:
+    if not _NEEDS_ESCAPING.search(name):
+        return name
     characters: list[str] = []
     for character in name:
         code = ord(character)

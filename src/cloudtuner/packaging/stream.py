@@ -2,14 +2,19 @@
 
 The packaging thread fills a buffer (zip records are copied in, file contents are read straight
 into it) and hands it on; a writer thread writes it to the archive file and a hashing thread
-feeds it to sha256, each in order, each on its own thread. Instead of a file, the buffers can go
-to a *sink*, a function called on a thread of its own with the buffers in order (an archive
-streamed straight to a download, with no file and, if no hash is asked for, no sha256). hashlib, zlib and file reads and
+feeds it to sha256, each in order, each on its own thread. hashlib, zlib and file reads and
 writes release the GIL on large buffers, so reading, checksumming, writing and hashing use both
 cores of a small machine at once. A buffer goes back to the pool when both threads are done
 with it; when none is free, the packaging thread waits. Memory is therefore fixed at
 ``buffer_count * buffer_bytes`` whatever the archive size, and nothing is copied between the
 threads.
+
+Instead of a file, the buffers can go to a *sink*, a function called with the buffers in order
+(an archive streamed straight to a download, with no file and, if no hash is asked for, no
+sha256). A sink that is the stream's only consumer is called on the packaging thread itself, as
+each buffer fills: no thread hand-off, and the same two buffers stay in the processor's cache
+(packing 2 GiB from the page cache took 0.30-0.35 s this way and 0.37 s with a sink thread, in
+one measurement on the project's machine).
 
 Buffers are handed on only when full (except the last one), and they are page-aligned, so the
 writer can use direct I/O (``O_DIRECT``, Linux): the archive goes from the buffers to the disk
@@ -100,11 +105,35 @@ class _Consumer:
 
 
 Sink = Callable[[Sequence[memoryview]], object]
-"""Receives the stream's bytes, in order, a few buffers at a time, on a thread of the stream.
+"""Receives the stream's bytes, in order, a few buffers at a time: on the packaging thread when
+it is the stream's only consumer, else on a thread of its own.
 
 The views are valid only until it returns (the buffers are then reused); an exception it raises
 stops the stream and is raised on the packaging thread (an ``OSError`` as ``ArchiveWriteError``).
 """
+
+
+class _InlineConsumer:
+    """Applies ``work`` to each handed-on buffer at once, on the packaging thread (no thread)."""
+
+    def __init__(self, work: Callable[[Sequence[memoryview]], object], release: Callable[[_Buffer], None]) -> None:
+        self._work = work
+        self._release = release
+        self.error: BaseException | None = None
+        self.stopping = False
+
+    def put(self, buffer: _Buffer | None) -> None:
+        if buffer is None:
+            return
+        if self.error is None and not self.stopping:
+            try:
+                self._work([buffer.view[: buffer.length]])
+            except BaseException as exc:  # raised at the packaging thread's next buffer, like a thread's
+                self.error = exc
+        self._release(buffer)
+
+    def stop(self) -> None:
+        """Nothing to wait for."""
 
 
 class ArchiveStream:
@@ -147,16 +176,18 @@ class ArchiveStream:
         self._position = 0
         self._current: _Buffer | None = None
         self._closed = False
-        consumers: list[_Consumer] = []
+        consumers: list[_Consumer | _InlineConsumer] = []
         if hash_content:
             consumers.append(_Consumer("cloudtuner-archive-sha256", self._hash, self._release))
         self._writer: _FileWriter | None = None
         if descriptor is not None:
             self._writer = _FileWriter(descriptor, direct_io=direct_io, write_back_bytes=write_back_bytes)
             consumers.append(_Consumer("cloudtuner-archive-write", self._writer.write, self._release))
-        if sink is not None:
+        if sink is not None and not consumers:
+            consumers.append(_InlineConsumer(sink, self._release))
+        elif sink is not None:
             consumers.append(_Consumer("cloudtuner-archive-sink", sink, self._release))
-        self._consumers = tuple(consumers)
+        self._consumers: tuple[_Consumer | _InlineConsumer, ...] = tuple(consumers)
 
     @property
     def direct_io(self) -> bool:

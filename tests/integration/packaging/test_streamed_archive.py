@@ -116,3 +116,22 @@ async def test_a_change_found_part_way_ends_the_async_stream_with_the_error(tmp_
     with pytest.raises(errors.DatasetChangedError, match="changed after the upload summary"):
         await asyncio.wait_for(read(), 20)
     assert len(received) > 2 * archive.STREAM_BUFFER_BYTES  # the files before the change went out
+
+
+@pytest.mark.skipif(archive._RWF_NOWAIT is None, reason="reads that must not wait need Linux")
+def test_cached_pages_are_told_apart_from_evicted_ones(tmp_path: Path) -> None:
+    path = tmp_path / "cached.jpg"
+    path.write_bytes(os.urandom(64 * 1024))  # just written: in the page cache
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)  # written back is not enough
+        os.fsync(descriptor)
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        still_cached = archive._is_cached(descriptor, 64 * 1024 - 1)
+        os.read(descriptor, 64 * 1024)
+        assert archive._is_cached(descriptor, 64 * 1024 - 1)
+        assert not archive._is_cached(descriptor, 64 * 1024)  # past the end: nothing to read
+    finally:
+        os.close(descriptor)
+    if still_cached:
+        pytest.skip("this file system kept the pages; the eviction half could not be checked")
