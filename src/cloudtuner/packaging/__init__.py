@@ -12,8 +12,9 @@ and ``cloudtuner.schemas`` only. The steps, in the order a caller uses them::
 
 Modules: ``rules`` (what is excluded and how files are stored), ``layout`` (archive folders),
 ``walk`` (the file-system walk), ``scan`` (counts and fingerprint), ``summary`` (upload
-summary and limits), ``archive`` (the zip, to a file or a sink, and its sha256), ``rewrite`` (trainer-side paths),
-``sizes`` (human-readable sizes and archive size prediction), ``errors``.
+summary and limits), ``archive`` (the zip, to a file or a sink, and its sha256), ``stream``
+(its buffers and threads), ``rewrite`` (trainer-side paths), ``sizes`` (human-readable sizes
+and archive size prediction), ``errors``.
 """
 
 from cloudtuner.packaging.archive import (

@@ -85,6 +85,29 @@ async def check_upload(
 
 
 @dataclass(frozen=True)
+class ScannedUpload:
+    """A job's local datasets, scanned and checked against the provider's limit: ready to be
+    packed while they are sent (no file), or into an archive (:class:`PreparedUpload`)."""
+
+    scan: packaging.PackageScan
+    dataloader: list[dict[str, Any]]
+    """The dataloader config with dataset paths under the provider's extract root."""
+    summary: UploadSummary
+
+
+def _scan_for_upload(provider: CloudTrainerService, dataloader: list[dict[str, Any]]) -> ScannedUpload:
+    scan = packaging.scan_datasets(dataloader)
+    limit = provider.capabilities.max_upload_bytes
+    packaging.check_upload_limit(scan, limit_bytes=limit, provider_label=_label(provider))
+    root = provider.capabilities.dataset_extract_root or "/datasets"
+    return ScannedUpload(
+        scan=scan,
+        dataloader=packaging.rewrite_dataloader_config(dataloader, root),
+        summary=packaging.summarize_scan(scan, upload_limit_bytes=limit),
+    )
+
+
+@dataclass(frozen=True)
 class PreparedUpload:
     """What dispatch hands a provider for a job with local datasets."""
 
@@ -97,17 +120,15 @@ def _build(
     provider: CloudTrainerService, dataloader: list[dict[str, Any]], destination: Path,
     progress: packaging.ProgressCallback | None,
 ) -> PreparedUpload:  # fmt: skip
-    scan = packaging.scan_datasets(dataloader)
-    limit = provider.capabilities.max_upload_bytes
-    packaging.check_upload_limit(scan, limit_bytes=limit, provider_label=_label(provider))
+    scanned = _scan_for_upload(provider, dataloader)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    built = packaging.build_archive(scan, destination, progress=progress)
+    built = packaging.build_archive(scanned.scan, destination, progress=progress)
+    limit = provider.capabilities.max_upload_bytes
     packaging.check_archive_size(built.size_bytes, limit_bytes=limit, provider_label=_label(provider))
-    root = provider.capabilities.dataset_extract_root or "/datasets"
     return PreparedUpload(
         archive=DatasetArchive(path=built.path, sha256=built.sha256, size_bytes=built.size_bytes),
-        dataloader=packaging.rewrite_dataloader_config(dataloader, root),
-        summary=packaging.summarize_scan(scan, upload_limit_bytes=limit),
+        dataloader=scanned.dataloader,
+        summary=scanned.summary,
     )
 
 
@@ -148,29 +169,7 @@ def discard_archive(archive: DatasetArchive) -> None:
         archive.path.unlink()
 
 
-@dataclass(frozen=True)
-class StreamedUpload:
-    """A job's local datasets, scanned and ready to be packed while they are sent (no file)."""
-
-    scan: packaging.PackageScan
-    dataloader: list[dict[str, Any]]
-    """The dataloader config with dataset paths under the provider's extract root."""
-    summary: UploadSummary
-
-
-def _scan_for_stream(provider: CloudTrainerService, dataloader: list[dict[str, Any]]) -> StreamedUpload:
-    scan = packaging.scan_datasets(dataloader)
-    limit = provider.capabilities.max_upload_bytes
-    packaging.check_upload_limit(scan, limit_bytes=limit, provider_label=_label(provider))
-    root = provider.capabilities.dataset_extract_root or "/datasets"
-    return StreamedUpload(
-        scan=scan,
-        dataloader=packaging.rewrite_dataloader_config(dataloader, root),
-        summary=packaging.summarize_scan(scan, upload_limit_bytes=limit),
-    )
-
-
-async def prepare_stream(provider: CloudTrainerService, dataloader: list[dict[str, Any]]) -> StreamedUpload:
+async def prepare_stream(provider: CloudTrainerService, dataloader: list[dict[str, Any]]) -> ScannedUpload:
     """Scan a job's local datasets for :func:`archive_chunks`, off the event loop.
 
     Everything that can be checked before the first byte is sent is checked here, so that the
@@ -179,7 +178,7 @@ async def prepare_stream(provider: CloudTrainerService, dataloader: list[dict[st
     Raises:
         PackagingError: a dataset cannot be read, or the package is over the provider's limit.
     """
-    return await asyncio.to_thread(_scan_for_stream, provider, dataloader)
+    return await asyncio.to_thread(_scan_for_upload, provider, dataloader)
 
 
 async def archive_chunks(scan: packaging.PackageScan) -> AsyncGenerator[memoryview, None]:
@@ -192,6 +191,8 @@ async def archive_chunks(scan: packaging.PackageScan) -> AsyncGenerator[memoryvi
     """
     handoff = _ChunkHandoff(asyncio.get_running_loop())
     producer = asyncio.create_task(asyncio.to_thread(handoff.produce, scan))
+    _PRODUCERS.add(producer)  # the loop keeps only a weak reference to a task
+    producer.add_done_callback(_PRODUCERS.discard)
     try:
         async for chunk in handoff.chunks():
             yield chunk
@@ -199,9 +200,11 @@ async def archive_chunks(scan: packaging.PackageScan) -> AsyncGenerator[memoryvi
         log.warning("a dataset archive stopped part way through: %s", exc.message)
         raise
     finally:
-        handoff.close()
-        if not producer.done():
-            producer.add_done_callback(lambda _: None)  # ends soon: the sink now refuses
+        handoff.close()  # a producer still packing stops at its next buffer
+
+
+_PRODUCERS: set[asyncio.Task[None]] = set()
+"""The packing tasks of :func:`archive_chunks` still running."""
 
 
 class _ReceiverGoneError(Exception):

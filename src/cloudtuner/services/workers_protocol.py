@@ -47,7 +47,7 @@ from cloudtuner.schemas.workers import (
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.storage_credentials import issue_job_storage_credentials, storage_endpoint_url
 from cloudtuner.services.transitions import lock_job, transition_job
-from cloudtuner.services.uploads import StreamedUpload, local_datasets, prepare_stream
+from cloudtuner.services.uploads import ScannedUpload, local_datasets, prepare_stream
 from cloudtuner.services.workers import hash_token, worker_for_token
 
 log = logging.getLogger(__name__)
@@ -518,7 +518,7 @@ class WorkerRuns:
         return CloudJobInfo(provider_job_id, run_status, reference=job_id, error=job.error)
 
 
-async def package_datasets(ctx: ServiceContext, token: str, job_id: str, lease_token: str) -> StreamedUpload:
+async def package_datasets(ctx: ServiceContext, token: str, job_id: str, lease_token: str) -> ScannedUpload:
     """Scan the local datasets of a job the worker holds, to be streamed as one zip
     (``uploads.archive_chunks``).
 
