@@ -182,7 +182,7 @@ async def prepare_stream(provider: CloudTrainerService, dataloader: list[dict[st
 
 
 async def archive_chunks(scan: packaging.PackageScan) -> AsyncGenerator[memoryview, None]:
-    """Yield the zip of ``scan`` while a thread packs it (``packaging.stream_archive``).
+    """Yield the zip of ``scan`` while a thread of its own packs it (``packaging.stream_archive``).
 
     Each chunk is valid only until the next one is asked for: packing waits while the consumer
     sends a chunk, so memory stays fixed and nothing is copied. Closing the generator early
@@ -190,9 +190,9 @@ async def archive_chunks(scan: packaging.PackageScan) -> AsyncGenerator[memoryvi
     after the chunks that came before it: the receiver gets an archive that does not end.
     """
     handoff = _ChunkHandoff(asyncio.get_running_loop())
-    producer = asyncio.create_task(asyncio.to_thread(handoff.produce, scan))
-    _PRODUCERS.add(producer)  # the loop keeps only a weak reference to a task
-    producer.add_done_callback(_PRODUCERS.discard)
+    # A thread of its own, not the loop's default executor: a download may take hours, and a few
+    # of them must not hold every executor thread that the rest of the server waits for.
+    threading.Thread(target=handoff.produce, args=(scan,), name="cloudtuner-archive-stream", daemon=True).start()
     try:
         async for chunk in handoff.chunks():
             yield chunk
@@ -201,10 +201,6 @@ async def archive_chunks(scan: packaging.PackageScan) -> AsyncGenerator[memoryvi
         raise
     finally:
         handoff.close()  # a producer still packing stops at its next buffer
-
-
-_PRODUCERS: set[asyncio.Task[None]] = set()
-"""The packing tasks of :func:`archive_chunks` still running."""
 
 
 class _ReceiverGoneError(Exception):
@@ -226,7 +222,7 @@ class _ChunkHandoff:
         self._closed = False
 
     def produce(self, scan: packaging.PackageScan) -> None:
-        """Pack the archive into this handoff (on a worker thread); never raises."""
+        """Pack the archive into this handoff (on the packing thread); never raises."""
         try:
             packaging.stream_archive(scan, self._give)
         except BaseException as exc:  # handed to the generator, which raises it

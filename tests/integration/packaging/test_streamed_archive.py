@@ -99,6 +99,8 @@ async def test_a_consumer_that_stops_early_stops_the_packing(tmp_path: Path) -> 
     chunks = archive_chunks(scan)
     first = await asyncio.wait_for(anext(chunks), 20)
     assert bytes(first[:4]) == b"PK\x03\x04"
+    packing = {thread.name for thread in _archive_threads() - before}
+    assert packing == {"cloudtuner-archive-stream"}, "a thread of its own, not the loop's executor"
     await chunks.aclose()
     await asyncio.to_thread(_wait_for_no_archive_threads, before)
 
