@@ -30,7 +30,7 @@ from cloudtuner.cli.common import (
 from cloudtuner.cli.uploads import ask_consent, follow_upload, show_summary, size
 from cloudtuner.client.http import CloudtunerClient
 from cloudtuner.client.simpletuner_files import read_config_file, read_config_folder, read_dataloader_file
-from cloudtuner.schemas.jobs import JobDetail, JobSummary
+from cloudtuner.schemas.jobs import JobDetail, JobProgressResponse, JobSummary
 
 app = typer.Typer(help="Submit and follow training jobs.", no_args_is_help=True)
 
@@ -144,7 +144,7 @@ def _jobs_table(jobs: list[JobSummary]) -> Table:
         table.add_column(column, no_wrap=column in ("JOB ID", "STATUS"), min_width=26 if column == "JOB ID" else None)
     for job in jobs:
         progress = job.progress
-        steps = f"{progress.step}/{progress.total_steps}" if progress and progress.total_steps else "-"
+        steps = _steps(progress)
         loss = f"{progress.loss:.4f}" if progress and progress.loss is not None else "-"
         table.add_row(
             job.job_id,
@@ -242,7 +242,7 @@ def _detail_table(job: JobDetail) -> Table:
         ("Hardware", job.hardware or "-"),
         (
             "Progress",
-            f"{progress.stage or ''} {progress.step}/{progress.total_steps}"
+            f"{progress.stage or ''} {_steps(progress)}"
             if progress and progress.total_steps
             else (progress.stage or "-")
             if progress
@@ -303,6 +303,19 @@ def logs(
             typer.echo(chunk.logs, nl=False)
 
 
+_BYTE_STAGES = ("packaging", "uploading")
+"""Stages whose progress counts bytes of the datasets' archive, not training steps."""
+
+
+def _steps(progress: JobProgressResponse | None) -> str:
+    """Return "step/total", "done/total" in MiB while packaging or uploading, or "-"."""
+    if progress is None or not progress.total_steps:
+        return "-"
+    if progress.stage in _BYTE_STAGES:
+        return f"{size(progress.step or 0)}/{size(progress.total_steps)}"
+    return f"{progress.step}/{progress.total_steps}"
+
+
 def _watch_view(job: JobDetail, log_tail: str) -> Panel:
     progress = job.progress
     parts: list[Any] = [_detail_table(job)]
@@ -319,9 +332,9 @@ def _watch(api: CloudtunerClient, job_id: str, interval: float) -> int:
         last = None
         while True:
             progress = job.progress
-            steps = f"{progress.step}/{progress.total_steps}" if progress and progress.total_steps else "-"
+            label = progress.stage if progress and progress.stage in _BYTE_STAGES else "step"
             loss = f" loss={progress.loss:.4f}" if progress and progress.loss is not None else ""
-            line = f"{job.status} step={steps}{loss} cost={money(job.cost_usd)}"
+            line = f"{job.status} {label}={_steps(progress)}{loss} cost={money(job.cost_usd)}"
             if line != last:
                 typer.echo(f"{job.job_id} {line}")
                 last = line
