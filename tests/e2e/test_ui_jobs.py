@@ -145,3 +145,22 @@ def test_cancel_then_delete_with_confirmation(
     with server.http() as http:
         assert http.get(f"/api/cloud/jobs/{job_id}").status_code == 404
     errors.check()
+
+
+def test_upload_progress_reads_in_bytes(
+    browser: Browser, servers: ServerFactory, fake: FakeReplicateRemote, tmp_path: Path
+) -> None:
+    fake.add_fault(kind="delay", method="POST", path="/v1/files", seconds=60.0)  # the upload hangs
+    server = replicate_server_without_token(servers, fake)
+    dataset = make_dataset(tmp_path)
+    job_id = submit_replicate_job(server, seed_body(dataset.folder, tracker_run_name="uploading"))
+    page, errors = new_page(browser, server)
+    page.goto(f"/#/jobs/{job_id}")
+    expect(page.locator(STATUS)).to_have_attribute("data-status", "uploading", timeout=30_000)
+    bar = page.get_by_role("progressbar", name="Upload progress")
+    expect(bar).to_be_visible(timeout=30_000)
+    expect(page.locator(".stats .progress-text")).to_have_text(
+        re.compile(r"^uploading \d+(\.\d+)? (B|KiB)/\d+(\.\d+)? (B|KiB)"), timeout=30_000
+    )
+    screenshot(page, "22-upload-progress")
+    errors.check()

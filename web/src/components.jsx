@@ -1,6 +1,17 @@
 // Small shared pieces: badges, progress bars, notes, dialogs, tabs, form fields.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { STATUS_LABELS, number } from "./format.js";
+import { STATUS_LABELS, bytes, number } from "./format.js";
+
+// Stages whose progress counts bytes of the datasets' archive, not training steps.
+const BYTE_STAGES = ["packaging", "uploading"];
+
+function progressLabel(p) {
+  if (p.step != null && p.total_steps) {
+    if (BYTE_STAGES.includes(p.stage)) return `${p.stage} ${bytes(p.step)}/${bytes(p.total_steps)}`;
+    return `step ${p.step}/${p.total_steps}`;
+  }
+  return p.stage ? p.stage.replaceAll("_", " ") : "";
+}
 
 export function StatusBadge({ status, cancelRequested }) {
   const label = STATUS_LABELS[status] || status;
@@ -16,8 +27,7 @@ export function StatusBadge({ status, cancelRequested }) {
 export function ProgressBar({ progress, status, compact }) {
   const p = progress || {};
   const percent = p.percent ?? (p.step != null && p.total_steps ? (100 * p.step) / p.total_steps : null);
-  const label =
-    p.step != null && p.total_steps ? `step ${p.step}/${p.total_steps}` : p.stage ? p.stage.replaceAll("_", " ") : "";
+  const label = progressLabel(p);
   if (percent == null && !label) return <span class="muted">—</span>;
   return (
     <div class={`progress ${compact ? "progress-compact" : ""}`}>
@@ -27,7 +37,7 @@ export function ProgressBar({ progress, status, compact }) {
         aria-valuemin="0"
         aria-valuemax="100"
         aria-valuenow={percent == null ? undefined : Math.round(percent)}
-        aria-label="Training progress"
+        aria-label={BYTE_STAGES.includes(p.stage) ? "Upload progress" : "Training progress"}
       >
         <div class="progress-fill" style={{ width: `${Math.min(100, percent ?? 0)}%` }} />
       </div>
