@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.harness import INLINE_JOB, REPO_ROOT, ServerFactory, ServerProcess, clean_env, cli_command, run_cli
@@ -110,9 +112,10 @@ def workers(tmp_path: Path) -> Any:
 
 def job_body(tmp_path: Path, **config: Any) -> dict[str, Any]:
     folder = tmp_path / "images"
-    folder.mkdir(exist_ok=True)
-    (folder / "a.png").write_bytes(b"\x89PNG fake")
-    (folder / "a.txt").write_text("a photo")
+    if not folder.exists():  # written once: a worker may be packing it for an earlier job
+        folder.mkdir()
+        (folder / "a.png").write_bytes(b"\x89PNG fake")
+        (folder / "a.txt").write_text("a photo")
     dataset = {**INLINE_JOB["dataloader_config"][0], "instance_data_dir": str(folder)}
     return {
         **INLINE_JOB,
@@ -282,3 +285,50 @@ def test_workers_cli(server: ServerProcess) -> None:
     assert missing.code != 0 and "No worker" in missing.stderr
     bad = run_cli("workers", "create", "box-3", "--label", "oops", url=server.url, expect=None)
     assert bad.code != 0 and "key=value" in bad.stderr
+
+
+def test_a_dataset_that_changes_while_it_is_sent_cuts_the_download_short(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    folder = tmp_path / "changing"
+    folder.mkdir()
+    (folder / "a_large.png").write_bytes(os.urandom(8 << 20))  # sent first (walk order)
+    growing = folder / "z_growing.png"
+    growing.write_bytes(b"\x89PNG start")
+    dataset = {**INLINE_JOB["dataloader_config"][0], "instance_data_dir": str(folder)}
+    server = servers.start(env=FAST_WORKERS)
+    with server.http() as http:
+        created = http.post("/api/admin/workers", json={"name": "manual", "labels": {}})
+        headers = {"Authorization": f"Bearer {created.json()['token']}"}
+        assert http.post("/api/worker/register", json={}, headers=headers).status_code == 200
+        job_id = server.submit({**INLINE_JOB, "dataloader_config": [dataset]}, provider="worker")
+        claimed = http.post("/api/worker/claim", json={"wait_seconds": 10}, headers=headers).json()["job"]
+        assert claimed["job_id"] == job_id
+        stop = threading.Event()
+
+        def grow() -> None:  # the file keeps changing, so packing finds it unlike the scan
+            while not stop.is_set():
+                with growing.open("ab") as handle:
+                    handle.write(b"x")
+
+        grower = threading.Thread(target=grow, daemon=True)
+        grower.start()
+        received = bytearray()
+
+        def download() -> None:
+            url = f"/api/worker/jobs/{job_id}/datasets"
+            with http.stream("GET", url, params={"lease_token": claimed["lease_token"]}, headers=headers) as reply:
+                assert reply.status_code == 200
+                for chunk in reply.iter_bytes():
+                    received.extend(chunk)
+
+        try:
+            with pytest.raises(httpx.RemoteProtocolError):
+                download()
+        finally:
+            stop.set()
+            grower.join()
+    assert len(received) > 4 << 20, "the files before the change went out"
+    log = wait_until_sync(server.log_text, lambda text: "stopped part way" in text, timeout=10)
+    assert "changed after the upload summary" in log
+    assert "unexpected error" not in log and "Traceback" not in log

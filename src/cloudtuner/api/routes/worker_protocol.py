@@ -8,15 +8,18 @@ claim's lease token; a report from a lost lease is ignored.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Send
 
 from cloudtuner.api.deps import Context
 from cloudtuner.api.routes import workers as worker_routes
 from cloudtuner.core.errors import InvalidWorkerTokenError
+from cloudtuner.packaging import PackagingError
 from cloudtuner.schemas.common import ErrorResponse
 from cloudtuner.schemas.workers import (
     AckResponse,
@@ -116,11 +119,25 @@ async def datasets(
     reply stops before its end: treat a download that does not end as failed."""
     prepared = await workers_protocol.package_datasets(ctx, token, job_id, lease_token)
     dataloader = base64.b64encode(json.dumps(prepared.dataloader).encode()).decode()
-    return StreamingResponse(
+    return _ZipStream(
         archive_chunks(prepared.scan),
         media_type="application/zip",
         headers={"X-Cloudtuner-Dataloader": dataloader, "X-Cloudtuner-Extract-Root": EXTRACT_ROOT},
     )
+
+
+class _ZipStream(StreamingResponse):
+    """A zip packed while it is sent, which stops short if packing fails part way.
+
+    ``archive_chunks`` has logged why. The reply then ends without its last message, so the
+    server closes the connection and the worker sees a download cut short, never a reply that
+    looks complete around a broken zip. The error goes no further: the app's error handlers
+    cannot answer once a reply has started.
+    """
+
+    async def stream_response(self, send: Send) -> None:
+        with contextlib.suppress(PackagingError):
+            await super().stream_response(send)
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
