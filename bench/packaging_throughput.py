@@ -336,6 +336,8 @@ def report(
     )
     ratio = best_read / best_stream.seconds
     paired = statistics.median(one.read / one.streamed.seconds for one in rounds)
+    each = ", ".join(f"{one.read:.2f}/{one.streamed.seconds:.2f} s" for one in rounds)
+    print(f"each round, reading / streamed: {each}")
     print(
         f"ratio streamed packaging / reading: {ratio:.1%} (median of the rounds' ratios {paired:.1%}; target >= 80 %)"
     )
