@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, Page
 
-from tests.e2e.harness import ServerFactory, inline_job
+from tests.e2e.harness import ServerFactory, ServerProcess, inline_job
 from tests.e2e.replicate_support import fake_process, fresh_fake, make_dataset, seed_body
 from tests.e2e.ui_support import (
+    PageErrors,
     chromium_browser,
     expect,
     new_page,
@@ -105,14 +106,22 @@ def test_two_servers_one_database(browser: Browser, servers: ServerFactory, tmp_
     errors.check()
 
 
+def _open_replicate_job(
+    browser: Browser, servers: ServerFactory, fake: FakeReplicateRemote, tmp_path: Path, run_name: str
+) -> tuple[ServerProcess, str, Page, PageErrors]:
+    """Start a server on the fake, submit a job with a small local dataset, open its page."""
+    server = replicate_server_without_token(servers, fake)
+    dataset = make_dataset(tmp_path)
+    job_id = submit_replicate_job(server, seed_body(dataset.folder, tracker_run_name=run_name))
+    page, errors = new_page(browser, server)
+    page.goto(f"/#/jobs/{job_id}")
+    return server, job_id, page, errors
+
+
 def test_cancel_then_delete_with_confirmation(
     browser: Browser, servers: ServerFactory, fake: FakeReplicateRemote, tmp_path: Path
 ) -> None:
-    server = replicate_server_without_token(servers, fake)
-    dataset = make_dataset(tmp_path)
-    job_id = submit_replicate_job(server, seed_body(dataset.folder, tracker_run_name="to-cancel"))
-    page, errors = new_page(browser, server)
-    page.goto(f"/#/jobs/{job_id}")
+    server, job_id, page, errors = _open_replicate_job(browser, servers, fake, tmp_path, "to-cancel")
     expect(page.locator(STATUS)).to_have_attribute("data-status", "running", timeout=30_000)
     expect(page.get_by_role("button", name="Delete")).to_have_count(0)  # only finished jobs
 
@@ -151,11 +160,7 @@ def test_upload_progress_reads_in_bytes(
     browser: Browser, servers: ServerFactory, fake: FakeReplicateRemote, tmp_path: Path
 ) -> None:
     fake.add_fault(kind="delay", method="POST", path="/v1/files", seconds=60.0)  # the upload hangs
-    server = replicate_server_without_token(servers, fake)
-    dataset = make_dataset(tmp_path)
-    job_id = submit_replicate_job(server, seed_body(dataset.folder, tracker_run_name="uploading"))
-    page, errors = new_page(browser, server)
-    page.goto(f"/#/jobs/{job_id}")
+    _, _, page, errors = _open_replicate_job(browser, servers, fake, tmp_path, "uploading")
     expect(page.locator(STATUS)).to_have_attribute("data-status", "uploading", timeout=30_000)
     bar = page.get_by_role("progressbar", name="Upload progress")
     expect(bar).to_be_visible(timeout=30_000)
