@@ -213,7 +213,7 @@ class _End:
 
 
 class _ChunkHandoff:
-    """Hands the stream's buffers from its sink thread to the event loop and waits until sent."""
+    """Hands the stream's buffers from the packing thread to the event loop; waits until sent."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
