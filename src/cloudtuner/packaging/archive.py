@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudtuner.core.crc32 import crc32
 from cloudtuner.packaging import errors, layout, rules, walk, zipformat
 from cloudtuner.packaging.scan import FolderFingerprint, FolderScan, PackageScan, dataset_label
 from cloudtuner.packaging.stream import ArchiveStream, Sink
@@ -343,7 +344,7 @@ class _Packer:
             count = _read_into(descriptor, view, shown=shown)
             if count == 0:
                 raise _file_changed(shown)  # it shrank
-            crc = zipformat.crc32(view[:count], crc)
+            crc = crc32(view[:count], crc)
             self.stream.commit(count)
             remaining -= count
             self.reporter.advance(count)
@@ -362,7 +363,7 @@ class _Packer:
             if count == 0:
                 raise _file_changed(shown)
             chunk = self._scratch[:count]
-            crc = zipformat.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
             output = compressor.compress(chunk)
             compressed_size += len(output)
             self.stream.write(output)

@@ -19,14 +19,9 @@ the ZIP64 end records for more than 65,535 entries or a central directory past 2
 
 from __future__ import annotations
 
-import importlib
 import struct
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import cast
-
-Crc32 = Callable[[bytes | bytearray | memoryview, int], int]
 
 METHOD_STORED = 0
 METHOD_DEFLATED = 8
@@ -56,38 +51,6 @@ _END_RECORD_ZIP64 = struct.Struct("<4sQ2H2L4Q")
 _END_LOCATOR_ZIP64 = struct.Struct("<4sLQL")
 _LOCAL_ZIP64_EXTRA = struct.pack("<HHQQ", _ZIP64_EXTRA_ID, 16, 0, 0)
 _DESCRIPTOR_SIGNATURE = 0x08074B50
-
-
-FAST_CRC32_MODULES = ("zlib_ng.zlib_ng",)
-"""Optional modules whose ``crc32`` is used instead of zlib's when installed: the values are the
-same (checked at import), and zlib-ng's is many times faster (vector instructions)."""
-
-
-def load_crc32(module_names: Sequence[str] = FAST_CRC32_MODULES) -> Crc32:
-    """Return the first working ``crc32`` among ``module_names``, else ``zlib.crc32``.
-
-    A candidate is used only if it gives the CRC-32 check value (``0xCBF43926`` for
-    ``b"123456789"``) and continues a running CRC like zlib's.
-    """
-    for module_name in module_names:
-        try:
-            candidate = getattr(importlib.import_module(module_name), "crc32", None)
-        except ImportError:
-            continue
-        if callable(candidate) and _behaves_like_zlib(cast(Crc32, candidate)):
-            return cast(Crc32, candidate)
-    return zlib.crc32
-
-
-def _behaves_like_zlib(candidate: Crc32) -> bool:
-    try:
-        return candidate(b"123456789", 0) == 0xCBF43926 and candidate(b"6789", candidate(b"12345", 0)) == 0xCBF43926
-    except Exception:
-        return False
-
-
-crc32: Crc32 = load_crc32()
-"""CRC-32 (zip's polynomial) of a buffer, continuing from a running value."""
 
 
 def encode_name(name: str) -> tuple[bytes, int]:

@@ -3,8 +3,8 @@
 S3 checksums travel base64-encoded in ``x-amz-checksum-<algorithm>`` headers or in the trailer of
 an aws-chunked body. Supported algorithms: ``crc32``, ``crc32c``, ``sha1``, ``sha256`` (and ``md5``
 for ETags and ``Content-MD5``). CRC32C uses the ``google_crc32c`` extension when it is installed and
-a slower pure-Python table otherwise. CRC-32 uses ``zlib_ng`` when it is installed (some 15 times
-faster than zlib's on current CPUs) and zlib otherwise; both give the same values.
+a slower pure-Python table otherwise. CRC-32 comes from ``core.crc32`` (zlib-ng's where installed,
+else zlib's; the same values).
 ``crc64nvme`` is refused with ``NotImplemented``.
 
 :class:`DigestSet` is fed from a worker thread by the object store (hashlib and zlib release the GIL
@@ -16,17 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
+from cloudtuner.core.crc32 import crc32 as _crc32
 from cloudtuner.storage import errors
-
-_crc32: Callable[[bytes | memoryview, int], int]
-try:  # pragma: no cover - depends on the environment
-    from zlib_ng.zlib_ng import crc32 as _crc32
-except ImportError:  # pragma: no cover - depends on the environment
-    _crc32 = zlib.crc32
 
 _crc32c_extension: Callable[[int, bytes], int] | None
 try:  # pragma: no cover - depends on the environment

@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import os
 import struct
-import sys
-import types
 import zipfile
 import zlib
 
 import pytest
 
+from cloudtuner.core.crc32 import crc32
 from cloudtuner.packaging import zipformat
 from cloudtuner.packaging.zipformat import METHOD_DEFLATED, METHOD_STORED, ZIP64_LIMIT
 
@@ -31,9 +30,7 @@ def _archive(members: list[tuple[str, bytes, int]]) -> bytes:
         else:
             data = content
         out += data
-        out += zipformat.finish_entry(
-            entry, crc=zipformat.crc32(content, 0), compressed_size=len(data), size=len(content)
-        )
+        out += zipformat.finish_entry(entry, crc=crc32(content, 0), compressed_size=len(data), size=len(content))
         entries.append(entry)
     for record in zipformat.central_directory(entries, start=len(out)):
         out += record
@@ -144,28 +141,3 @@ def test_more_than_65535_entries_need_the_zip64_end_records() -> None:
     assert struct.unpack("<4s4H2LH", pieces[-1])[3:5] == (0xFFFF, 0xFFFF)
     few = list(zipformat.central_directory(entries[:0xFFFF], start=1000))
     assert few[-2][:4] == b"PK\x01\x02"  # no ZIP64 records before the end record
-
-
-def test_crc32_matches_zlib_when_continued_over_pieces() -> None:
-    data = os.urandom(300_000)
-    running = 0
-    for start in range(0, len(data), 65536):
-        running = zipformat.crc32(data[start : start + 65536], running)
-    assert running == zlib.crc32(data)
-
-
-def test_an_installed_crc32_is_used_only_if_it_gives_the_right_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    def right(data: bytes, value: int = 0) -> int:
-        return zlib.crc32(data, value)
-
-    def wrong(data: bytes, value: int = 0) -> int:
-        return 0
-
-    good = types.ModuleType("fake_good_crc")
-    good.crc32 = right  # type: ignore[attr-defined]
-    bad = types.ModuleType("fake_bad_crc")
-    bad.crc32 = wrong  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_good_crc", good)
-    monkeypatch.setitem(sys.modules, "fake_bad_crc", bad)
-    assert zipformat.load_crc32(("no_such_module_here", "fake_bad_crc")) is zlib.crc32
-    assert zipformat.load_crc32(("fake_bad_crc", "fake_good_crc")) is right
