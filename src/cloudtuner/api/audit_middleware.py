@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloudtuner.api.auth_request import SAFE_METHODS, client_ip, request_audit
 from cloudtuner.services.audit import AuditEvent, outcome_for
@@ -27,11 +27,6 @@ from cloudtuner.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CAPTURE_LIMIT = 64 * 1024
 """Replies up to this size are read for ids and error codes."""

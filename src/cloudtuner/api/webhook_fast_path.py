@@ -13,20 +13,15 @@ app unchanged. The route stays declared, for the OpenAPI schema.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cloudtuner.api.errors import reply_for_error, reply_for_unexpected
 from cloudtuner.api.routes.webhooks import MAX_WEBHOOK_BYTES, accept_webhook
 from cloudtuner.core.errors import CloudtunerError
 from cloudtuner.services.context import ServiceContext
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFIX = "/api/webhooks/"
 
