@@ -24,7 +24,10 @@ async def wait_for_status(client: httpx.AsyncClient, job_id: str, *statuses: str
 
 
 async def test_inline_submission_runs_to_completion(running: RunningApp) -> None:
-    response = await running.client.post(SUBMIT, json={**INLINE_JOB, "tracker_run_name": "api-test-run"})
+    # Runs for 2 s, so that a sync sees it running even on a busy machine (the timeline below
+    # checks the running step; a run first seen finished would go from starting to completed).
+    body = inline_job(**{"--scripted_seconds": 2.0})
+    response = await running.client.post(SUBMIT, json={**body, "tracker_run_name": "api-test-run"})
     assert response.status_code == 202
     reply = response.json()
     assert reply["success"] is True
