@@ -177,10 +177,12 @@ def create_app(
 
 def _include_routes(app: FastAPI, ctx: ServiceContext) -> None:
     """Add every route, in the order they are matched."""
-    # Busiest first, as routes are matched in order: webhooks (whose deliveries the fast path
-    # answers before routing; the route documents them), workers claiming and reporting as fast
-    # as their jobs end, then the job API (submissions come in streams). None of the job routes
-    # can shadow a later one: the later /api/cloud/jobs/... routes have more path segments.
+    # Busiest first, as routes are matched in order: submissions (which come in streams; their
+    # plain route skips FastAPI's request handling, and the job routes below document them),
+    # webhooks (whose deliveries the fast path answers before routing; the route documents them),
+    # workers claiming and reporting as fast as their jobs end, then the job API. None of the job
+    # routes can shadow a later one: the later /api/cloud/jobs/... routes have more path segments.
+    app.router.routes.append(jobs.fast_submit_route())
     app.include_router(webhooks.router)
     worker_protocol.install(app, ctx)  # /api/worker/..., /api/admin/workers and the worker providers' store
     app.include_router(jobs.router)

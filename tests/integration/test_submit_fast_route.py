@@ -1,0 +1,111 @@
+"""The submit route that skips FastAPI's request handling answers exactly as the FastAPI route does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.routing import Route
+
+from cloudtuner.api.routes import jobs as job_routes
+from cloudtuner.services import users
+from tests.integration.conftest import INLINE_JOB, RunningApp
+
+SUBMIT = "/api/cloud/jobs/submit?provider=scripted"
+JSON = "application/json"
+
+# (name, content type or None, body bytes, query)
+CASES: list[tuple[str, str | None, bytes, str]] = [
+    ("valid", JSON, json.dumps(INLINE_JOB).encode(), SUBMIT),
+    ("json with charset", "application/json; charset=utf-8", json.dumps(INLINE_JOB).encode(), SUBMIT),
+    ("json subtype", "application/vnd.cloudtuner+json", json.dumps(INLINE_JOB).encode(), SUBMIT),
+    ("not json", JSON, b'{"config": {"--model_family": ', SUBMIT),
+    ("empty", JSON, b"", SUBMIT),
+    ("text/plain", "text/plain", json.dumps(INLINE_JOB).encode(), SUBMIT),
+    ("no content type", None, json.dumps(INLINE_JOB).encode(), SUBMIT),
+    ("a list", JSON, b"[]", SUBMIT),
+    ("a string", JSON, b'"job"', SUBMIT),
+    ("null", JSON, b"null", SUBMIT),
+    ("NaN", JSON, b'{"budget_usd": NaN}', SUBMIT),
+    ("unknown field", JSON, json.dumps({**INLINE_JOB, "nope": 1}).encode(), SUBMIT),
+    ("wrong types", JSON, json.dumps({"config": 3, "dataloader_config": "x", "priority": "high"}).encode(), SUBMIT),
+    ("priority out of range", JSON, json.dumps({**INLINE_JOB, "priority": 10**6}).encode(), SUBMIT),
+    ("missing dataloader", JSON, json.dumps({"config": INLINE_JOB["config"]}).encode(), SUBMIT),
+    ("unknown provider", JSON, json.dumps(INLINE_JOB).encode(), "/api/cloud/jobs/submit?provider=nope"),
+    ("no provider (replicate)", JSON, json.dumps(INLINE_JOB).encode(), "/api/cloud/jobs/submit"),
+    ("unknown config", JSON, b'{"config_name_to_load": "nothing-saved"}', SUBMIT),
+]
+
+VOLATILE = {"job_id", "id", "created_at", "updated_at", "queued_seconds", "at"}
+
+
+def without_volatile(value: Any) -> Any:
+    """Return a reply with ids and times taken out (they differ between two submissions)."""
+    if isinstance(value, dict):
+        return {key: without_volatile(item) for key, item in value.items() if key not in VOLATILE}
+    if isinstance(value, list):
+        return [without_volatile(item) for item in value]
+    return value
+
+
+def without_fast_route(app: Any) -> list[Any]:
+    """Take the fast route out of the app's routes; return the routes as they were."""
+    routes = list(app.router.routes)
+    fast = [r for r in routes if isinstance(r, Route) and r.endpoint is job_routes._fast_submit]
+    assert len(fast) == 1 and routes.index(fast[0]) < 5, "the fast route is installed once, ahead of the others"
+    app.router.routes.remove(fast[0])
+    return routes
+
+
+async def send_all(app: RunningApp, headers: dict[str, str] | None = None) -> list[tuple[int, Any, str | None]]:
+    replies = []
+    for _name, content_type, body, url in CASES:
+        sent = dict(headers or {})
+        if content_type is not None:
+            sent["content-type"] = content_type
+        reply = await app.client.post(url, content=body, headers=sent)
+        replies.append((reply.status_code, without_volatile(reply.json()), reply.headers.get("www-authenticate")))
+    return replies
+
+
+async def test_fast_route_answers_as_the_fastapi_route(manual: RunningApp) -> None:
+    fast = await send_all(manual)
+    routes = without_fast_route(manual.app)
+    try:
+        reference = await send_all(manual)
+    finally:
+        manual.app.router.routes[:] = routes
+    for (name, *_), got, expected in zip(CASES, fast, reference, strict=True):
+        assert got == expected, name
+    statuses = {name: got[0] for (name, *_), got in zip(CASES, fast, strict=True)}
+    assert statuses["valid"] == statuses["json subtype"] == 202
+    assert statuses["not json"] == 400 and statuses["empty"] == statuses["text/plain"] == 422
+
+
+async def test_fast_route_answers_as_the_fastapi_route_to_anonymous_callers(manual: RunningApp) -> None:
+    """Multi-user mode: a body that is not JSON is refused (400) before the missing sign-in (401)."""
+    await users.create_user(manual.ctx, "admin", "correct horse battery staple", "admin")
+    fast = await send_all(manual)
+    routes = without_fast_route(manual.app)
+    try:
+        reference = await send_all(manual)
+    finally:
+        manual.app.router.routes[:] = routes
+    assert fast == reference
+    statuses = {name: got[0] for (name, *_), got in zip(CASES, fast, strict=True)}
+    assert statuses["not json"] == 400
+    assert statuses["valid"] == statuses["empty"] == 401
+
+
+@pytest.mark.parametrize("fast_route", [True, False], ids=["fast route", "fastapi route"])
+async def test_submissions_are_audited_under_the_routes_name(manual: RunningApp, fast_route: bool) -> None:
+    if not fast_route:
+        without_fast_route(manual.app)
+    job_id = (await manual.client.post(SUBMIT, json=INLINE_JOB)).json()["job_id"]
+    entries = (await manual.client.get("/api/audit")).json()["entries"]
+    submitted = [e for e in entries if e["action"] == "submit_job"]
+    assert len(submitted) == 1
+    assert submitted[0]["detail"]["route"] == "/api/cloud/jobs/submit"
+    assert submitted[0]["detail"]["job_id"] == job_id
+    assert submitted[0]["outcome"] == "success" and submitted[0]["status"] == 202
