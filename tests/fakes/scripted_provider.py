@@ -281,6 +281,11 @@ def _info(run: dict[str, Any]) -> CloudJobInfo:
     state, running = _phase(run)
     step = _step(run, running)
     created = datetime.fromtimestamp(run["created"], UTC)
+    started = finished = None
+    if state != "starting":  # times as a real provider reports them (Replicate's started_at, completed_at)
+        started = datetime.fromtimestamp(run["created"] + START_DELAY_SECONDS, UTC)
+        if state in ("completed", "failed", "cancelled"):
+            finished = datetime.fromtimestamp(run["created"] + START_DELAY_SECONDS + running, UTC)
     return CloudJobInfo(
         provider_job_id=run["id"],
         status=CloudJobStatus(state if state != "starting" else "starting"),
@@ -295,6 +300,8 @@ def _info(run: dict[str, Any]) -> CloudJobInfo:
         hardware="scripted-gpu",
         error="scripted failure" if state == "failed" else None,
         created_at=created,
+        started_at=started,
+        finished_at=finished,
         metadata={"tracker_run_name": run["run_name"]},
     )
 

@@ -245,3 +245,59 @@ async def test_lease_heartbeat_renews_only_while_the_body_runs(tmp_path: Path, d
         await asyncio.sleep(0.45)
         # Stopped with the body: no renewal after it ended.
         assert (await job_row(app, job_id)).lease_expires_at == renewed
+
+
+async def test_a_run_first_seen_finished_still_records_when_it_ran(manual: RunningApp) -> None:
+    """A run that starts and ends between two reads: the job still gets its start time, its
+    duration and the running step, from what the provider reports."""
+    job_id = await submit(manual, inline_job(**{"--scripted_seconds": 0.2}))
+    await manual.scheduler.run_dispatch_once()
+    await manual.scheduler.drain()
+    run_id = (await job_row(manual, job_id)).provider_job_id
+    assert run_id is not None and (await job_row(manual, job_id)).status == JobStatus.STARTING.value
+
+    reported = await wait_until(
+        lambda: manual.provider.get_job_status(run_id), lambda info: info.status is CloudJobStatus.COMPLETED
+    )
+    await expire_leases(manual)
+    await manual.scheduler.run_reconcile_once()
+    await manual.scheduler.drain()
+
+    job = (await manual.client.get(f"/api/cloud/jobs/{job_id}")).json()["job"]
+    assert job["status"] == "completed"
+    assert [event["to_status"] for event in job["events"]] == ["queued", "starting", "running", "completed"]
+    row = await job_row(manual, job_id)
+    assert reported.started_at is not None and row.started_at == reported.started_at
+    assert row.finished_at is not None and row.finished_at > row.started_at
+    assert job["duration_seconds"] >= 0.2
+
+
+async def test_a_reported_start_is_kept_between_dispatch_and_now(manual: RunningApp) -> None:
+    early, late = await submit(manual), await submit(manual)
+    created = (await job_row(manual, early)).created_at
+    reports = {
+        early: created - timedelta(hours=1),  # the provider's clock is behind ours
+        late: manual.ctx.clock.now() + timedelta(hours=1),  # or ahead
+    }
+    for job_id, started in reports.items():
+        async with manual.ctx.db.transaction() as session:
+            job = await lock_job(session, job_id)
+            info = CloudJobInfo(provider_job_id=job_id, status=CloudJobStatus.FAILED, started_at=started, error="oom")
+            dispatch.apply_observation(manual.ctx, session, job, info, cause="sync")
+    assert (await job_row(manual, early)).started_at == created
+    late_row = await job_row(manual, late)
+    assert late_row.started_at is not None and late_row.finished_at is not None
+    assert late_row.started_at <= late_row.finished_at
+    assert late_row.status == JobStatus.FAILED.value and late_row.error == "oom"
+
+
+async def test_a_finished_run_reported_with_no_start_is_not_given_one(manual: RunningApp) -> None:
+    job_id = await submit(manual)
+    async with manual.ctx.db.transaction() as session:
+        job = await lock_job(session, job_id)
+        done = CloudJobInfo(provider_job_id="r", status=CloudJobStatus.COMPLETED)
+        dispatch.apply_observation(manual.ctx, session, job, done, cause="sync")
+    row = await job_row(manual, job_id)
+    assert row.status == JobStatus.COMPLETED.value and row.started_at is None
+    events = (await manual.client.get(f"/api/cloud/jobs/{job_id}")).json()["job"]["events"]
+    assert [event["to_status"] for event in events] == ["queued", "completed"]

@@ -123,6 +123,10 @@ def apply_observation(ctx: ServiceContext, session: AsyncSession, job: JobRow, i
     and a job whose cost reaches its budget cap is marked for cancel. The state moves forward
     only: an observation that is late or out of order (a run 'starting' for a job already
     'running') changes no state, and a finished job is never moved again.
+
+    A run that started and ended between two reads (first seen finished) still goes through
+    ``running``, at the start time its provider reports, so that the job has a start time, a
+    duration and the running step in its timeline.
     """
     now = ctx.clock.now()
     if info.progress is not None:
@@ -135,12 +139,30 @@ def apply_observation(ctx: ServiceContext, session: AsyncSession, job: JobRow, i
     if not (current.is_terminal or target is current or not is_legal_transition(current, target)) and (
         target is not JobStatus.QUEUED
     ):
+        if target.is_terminal and _ran_unseen(job, info, current):
+            started = _reported_start(job, info, now)
+            job.started_at = started
+            transition_job(session, job, JobStatus.RUNNING, cause=cause, now=started)
+            job.updated_at = now
         if target is JobStatus.FAILED and info.error:
             job.error = info.error
         transition_job(session, job, target, cause=cause, now=now, detail=info.error)
     # After the transition: a run seen running for the first time has its start time now.
     apply_cost(ctx, job, info, now)
     costs.enforce_budget(job, now)
+
+
+def _ran_unseen(job: JobRow, info: CloudJobInfo, current: JobStatus) -> bool:
+    """Return whether a finished run's report shows a start that the job has not recorded."""
+    return info.started_at is not None and job.started_at is None and is_legal_transition(current, JobStatus.RUNNING)
+
+
+def _reported_start(job: JobRow, info: CloudJobInfo, now: datetime) -> datetime:
+    """Return the provider's start time of a job's run, kept between the job's dispatch and ``now``
+    (a provider's clock may differ from ours)."""
+    assert info.started_at is not None
+    earliest = job.dispatch_started_at or job.created_at
+    return min(max(info.started_at, earliest), now)
 
 
 def apply_cost(ctx: ServiceContext, job: JobRow, info: CloudJobInfo, now: datetime) -> None:
