@@ -167,5 +167,7 @@ def test_upload_progress_reads_in_bytes(
     expect(page.locator(".stats .progress-text")).to_have_text(
         re.compile(r"^uploading \d+(\.\d+)? (B|KiB)/\d+(\.\d+)? (B|KiB)"), timeout=30_000
     )
+    # The bar's label names the stage: it is not repeated under it.
+    expect(page.locator(".stat", has=bar).locator(".stat-hint")).to_have_count(0)
     screenshot(page, "22-upload-progress")
     errors.check()

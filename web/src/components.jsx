@@ -13,6 +13,13 @@ function progressLabel(p) {
   return p.stage ? p.stage.replaceAll("_", " ") : "";
 }
 
+// The stage to show beside a progress bar: none when the bar's own label already names it.
+export function stageHint(p) {
+  if (!p || !p.stage) return null;
+  const stage = p.stage.replaceAll("_", " ");
+  return progressLabel(p).startsWith(stage) ? null : stage;
+}
+
 export function StatusBadge({ status, cancelRequested }) {
   const label = STATUS_LABELS[status] || status;
   return (

@@ -9,6 +9,7 @@ import {
   Loading,
   Notice,
   ProgressBar,
+  stageHint,
   StatusBadge,
   TabPanel,
   Tabs,
@@ -368,7 +369,7 @@ export function JobDetail({ jobId, route }) {
       <SubmitWarnings jobId={jobId} />
 
       <div class="stats">
-        <Stat label="Progress" hint={p.stage ? p.stage.replaceAll("_", " ") : null}>
+        <Stat label="Progress" hint={stageHint(p)}>
           <ProgressBar progress={job.progress} status={job.status} />
         </Stat>
         <Stat label="Loss">{number(p.loss)}</Stat>
