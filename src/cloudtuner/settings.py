@@ -7,6 +7,7 @@ explicitly; no module reads the environment for itself. Names are fixed by SPEC.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,17 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PORT = 8001
+
+
+@functools.lru_cache(maxsize=64)
+def _is_loopback_host(host: str) -> bool:
+    """Return True if ``host`` is ``localhost`` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -227,13 +239,8 @@ class Settings(BaseSettings):
 
     @property
     def binds_loopback_only(self) -> bool:
-        """Return True if the server listens only on a loopback address."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        """Return True if the server listens only on a loopback address (asked on every request)."""
+        return _is_loopback_host(self.host)
 
     @property
     def config_history_dir(self) -> Path:

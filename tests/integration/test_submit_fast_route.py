@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 from starlette.routing import Route
 
@@ -109,3 +111,52 @@ async def test_submissions_are_audited_under_the_routes_name(manual: RunningApp,
     assert submitted[0]["detail"]["route"] == "/api/cloud/jobs/submit"
     assert submitted[0]["detail"]["job_id"] == job_id
     assert submitted[0]["outcome"] == "success" and submitted[0]["status"] == 202
+
+
+# --- a new job's audit entry is written with the job --------------------------------------------
+
+
+async def test_a_replay_and_a_refusal_are_audited_once_each(manual: RunningApp) -> None:
+    body = {**INLINE_JOB, "idempotency_key": "nightly-1"}
+    first = await manual.client.post(SUBMIT, json=body)
+    replay = await manual.client.post(SUBMIT, json=body)
+    refused = await manual.client.post(SUBMIT, json={**body, "tracker_run_name": "other"})
+    assert (first.status_code, replay.status_code, refused.status_code) == (202, 200, 409)
+    entries = (await manual.client.get("/api/audit")).json()["entries"]
+    submitted = sorted((e for e in entries if e["action"] == "submit_job"), key=lambda e: e["seq"])
+    assert [(e["status"], e["outcome"]) for e in submitted] == [(202, "success"), (200, "success"), (409, "failed")]
+    assert submitted[0]["detail"]["job_id"] == submitted[1]["detail"]["job_id"] == first.json()["job_id"]
+
+
+async def test_a_job_is_never_stored_without_its_entry(manual: RunningApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry is appended in the job's transaction: when appending fails, no job is stored."""
+    from cloudtuner.services import job_inserts
+
+    async def broken_chain(*args: Any) -> list[int]:
+        raise RuntimeError("the audit chain cannot be appended to")
+
+    monkeypatch.setattr(job_inserts, "append_entries", broken_chain)
+    transport = httpx.ASGITransport(app=manual.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cloudtuner.test") as client:
+        reply = await client.post(SUBMIT, json=INLINE_JOB)
+    assert reply.status_code == 500 and reply.json()["code"] == "internal_error"
+    assert (await manual.client.get("/api/cloud/jobs")).json()["jobs"] == []
+    entries = (await manual.client.get("/api/audit")).json()["entries"]
+    assert [(e["action"], e["status"], e["outcome"]) for e in entries] == [("submit_job", 500, "error")]
+
+
+async def test_submissions_and_other_changes_build_one_chain(manual: RunningApp) -> None:
+    async def put_config(index: int) -> int:
+        reply = await manual.client.put(
+            f"/api/configs/cfg-{index}",
+            json={"config": INLINE_JOB["config"], "dataloader_config": INLINE_JOB["dataloader_config"]},
+        )
+        return reply.status_code
+
+    async def submit() -> int:
+        return (await manual.client.post(SUBMIT, json=INLINE_JOB)).status_code
+
+    statuses = await asyncio.gather(*(submit() for _ in range(30)), *(put_config(i) for i in range(10)))
+    assert statuses.count(202) == 30 and len(statuses) == 40
+    verified = (await manual.client.get("/api/audit/verify")).json()
+    assert verified["valid"] and verified["checked"] == 40, verified

@@ -1,10 +1,14 @@
-"""The one place where changes made through the API are written to the audit log.
+"""Where changes made through the API are written to the audit log.
 
 Every request with a method that may change state (anything but GET, HEAD and OPTIONS) to a
 route that checks permissions is recorded once its reply is known: the actor (or ``anonymous``
 when refused), the action (the route's name, e.g. ``submit_job``), the path, the client address,
 the status and its outcome. The reply's last part is held back until the entry is committed, so
 a client that has its reply finds the entry in ``GET /api/audit``.
+
+One route writes its own entry: a submission that creates a job has its entry (built here by
+:func:`audit_event`) written in the job's own transaction, so that a job never exists without
+it; the route then marks the request ``written`` and the middleware writes nothing more.
 
 Public routes are not recorded here: webhooks and S3 requests authenticate by their own
 signatures and are traced elsewhere (job events, storage), and sign-ins are recorded by
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -77,33 +82,41 @@ class AuditMiddleware:
 
     async def _record(self, scope: Scope, status: int, reply: bytes) -> None:
         record = request_audit(scope)
-        if not record.checked:
+        if not record.checked or record.written:
             return
         try:
-            request = Request(scope)
-            ctx: ServiceContext = request.app.state.ctx
-            auth = record.authentication
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or scope.get("path", "")
-            detail: dict[str, Any] = {"method": scope.get("method"), "route": route_path}
-            if auth is not None and auth.credential_id is not None:
-                detail[auth.via] = auth.credential_id
-            detail.update(_reply_fields(reply))
-            event = AuditEvent(
-                actor_id=auth.principal.id if auth else "anonymous",
-                actor_name=auth.principal.name if auth else "anonymous",
-                via=auth.via if auth else "none",
-                action=getattr(route, "name", None) or f"{scope.get('method')} {route_path}",
-                target=scope.get("path", ""),
-                outcome=outcome_for(status),
-                source_ip=await client_ip(ctx, request) or None,
-                status=status,
-                detail=detail,
-            )
+            event = await audit_event(scope, status, _reply_fields(reply))
+            ctx: ServiceContext = scope["app"].state.ctx
             await ctx.audit.record(event)
         except Exception:
             # The change itself is done; failing its reply now would only hide that from the client.
             log.exception("could not write the audit entry for %s %s", scope.get("method"), scope.get("path"))
+
+
+async def audit_event(scope: Scope, status: int, reply_fields: Mapping[str, Any]) -> AuditEvent:
+    """Return the entry that records a request to a route that checked permissions, replied
+    with ``status``; ``reply_fields`` (ids and error codes, see :data:`REPLY_FIELDS`) join its detail."""
+    record = request_audit(scope)
+    request = Request(scope)
+    ctx: ServiceContext = request.app.state.ctx
+    auth = record.authentication
+    route = scope.get("route")
+    route_path = getattr(route, "path", None) or scope.get("path", "")
+    detail: dict[str, Any] = {"method": scope.get("method"), "route": route_path}
+    if auth is not None and auth.credential_id is not None:
+        detail[auth.via] = auth.credential_id
+    detail.update(reply_fields)
+    return AuditEvent(
+        actor_id=auth.principal.id if auth else "anonymous",
+        actor_name=auth.principal.name if auth else "anonymous",
+        via=auth.via if auth else "none",
+        action=getattr(route, "name", None) or f"{scope.get('method')} {route_path}",
+        target=scope.get("path", ""),
+        outcome=outcome_for(status),
+        source_ip=await client_ip(ctx, request) or None,
+        status=status,
+        detail=detail,
+    )
 
 
 def _reply_fields(reply: bytes) -> dict[str, Any]:

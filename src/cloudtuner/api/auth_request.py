@@ -33,11 +33,14 @@ class RequestAudit:
     """What the audit middleware needs to know about a request once its route has run.
 
     ``checked`` is True once a permission check ran, i.e. the route is not public;
-    ``authentication`` is who the caller turned out to be (None if they were refused).
+    ``authentication`` is who the caller turned out to be (None if they were refused);
+    ``written`` is True once the route wrote the request's entry itself, in the transaction of
+    its change (the middleware then writes none).
     """
 
     checked: bool = False
     authentication: Authentication | None = None
+    written: bool = False
 
 
 def request_audit(scope: MutableMapping[str, Any]) -> RequestAudit:

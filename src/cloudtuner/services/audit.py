@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.clock import Clock
@@ -49,6 +49,7 @@ VERIFY_PAGE = 1000
 MAX_LIST_LIMIT = 500
 
 AUDIT_LOG = Base.metadata.tables["audit_log"]
+AUDIT_STATE = Base.metadata.tables["audit_state"]
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,30 @@ async def _lock_state(session: AsyncSession) -> AuditStateRow:
     return state
 
 
+async def _lock_head(session: AsyncSession) -> tuple[int, str]:
+    """Lock the chain's state row (see :func:`_lock_state`) and return its head: (seq, hash).
+
+    A plain SELECT ... FOR UPDATE: appending runs with every batch of changes, and loading the
+    row as an object costs several times as much."""
+    head = (
+        await session.execute(
+            select(AUDIT_STATE.c.head_seq, AUDIT_STATE.c.head_hash)
+            .where(AUDIT_STATE.c.id == STATE_ID)
+            .with_for_update()
+        )
+    ).first()
+    if head is None:
+        state = await _lock_state(session)  # recreates the row
+        return state.head_seq, state.head_hash
+    return int(head.head_seq), str(head.head_hash)
+
+
 async def append_entries(session: AsyncSession, events: list[AuditEvent], now: datetime) -> list[int]:
     """Append ``events`` to the chain inside the caller's transaction; return their seqs."""
-    state = await _lock_state(session)
+    if not events:
+        return []
+    seq, prev = await _lock_head(session)
     rows: list[dict[str, Any]] = []
-    seq, prev = state.head_seq, state.head_hash
     for event in events:
         seq += 1
         fields = {
@@ -148,9 +168,8 @@ async def append_entries(session: AsyncSession, events: list[AuditEvent], now: d
         digest = entry_hash(prev, fields)
         rows.append({**fields, "prev_hash": prev, "hash": digest})
         prev = digest
-    if rows:
-        await session.execute(insert(AUDIT_LOG), rows)
-        state.head_seq, state.head_hash = seq, prev
+    await session.execute(insert(AUDIT_LOG), rows)
+    await session.execute(update(AUDIT_STATE).where(AUDIT_STATE.c.id == STATE_ID).values(head_seq=seq, head_hash=prev))
     return [row["seq"] for row in rows]
 
 

@@ -42,7 +42,7 @@ class ServiceContext:
     """The writer of verified webhook deliveries, made by ``services.webhooks`` on first use."""
 
     def __post_init__(self) -> None:
-        self.job_inserter = JobInserter(self.db)
+        self.job_inserter = JobInserter(self.db, self.clock)
         self.job_updates = JobUpdates(self.db)
         self.audit = AuditLog(self.db, self.clock)
 

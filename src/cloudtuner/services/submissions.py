@@ -9,7 +9,7 @@ the estimate is reserved in the transaction that inserts the job (``services.cos
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +30,7 @@ from cloudtuner.db.tables import IdempotencyKeyRow, JobEventRow
 from cloudtuner.schemas.costs import CostEstimate
 from cloudtuner.schemas.jobs import JobDetail, PreviewResponse, SubmitJobRequest
 from cloudtuner.schemas.settings import ConsentMode
+from cloudtuner.services.audit import AuditEvent, append_entries
 from cloudtuner.services.configs import find_config
 from cloudtuner.services.context import ServiceContext
 from cloudtuner.services.costs_admission import Admission, Reservation, admit
@@ -136,6 +137,7 @@ async def submit_job(
     request: SubmitJobRequest,
     *,
     priority: int | None = None,
+    audit: AuditEvent | None = None,
 ) -> SubmitResult:
     """Record a new job in the queue and wake the dispatcher; nothing is sent anywhere yet.
 
@@ -143,6 +145,10 @@ async def submit_job(
     the priority of the submitter's role; it records the submitter's team. With an
     ``idempotency_key``, the same caller sending the same request within the key's lifetime gets
     the job the first request created, however many requests race.
+
+    ``audit`` is the entry recording this submission: a new job's id joins its detail
+    (``job_id``) and it is written in the job's own transaction. It is written only with a new
+    job: a replay or a refusal writes none here (the caller records those).
 
     Raises:
         PermissionDeniedError: a priority was given without the queue.manage permission.
@@ -216,12 +222,13 @@ async def submit_job(
         "detail": None,
         "created_at": now,
     }
+    entry = replace(audit, detail={**(audit.detail or {}), "job_id": values["id"]}) if audit is not None else None
     if key is None:
-        admission = await ctx.job_inserter.insert(values, event, plan.reservation)
+        admission = await ctx.job_inserter.insert(values, event, plan.reservation, entry)
     else:
         try:
             admission = await _insert_with_key(
-                ctx, principal, key, request_fingerprint, values, event, plan.reservation
+                ctx, principal, key, request_fingerprint, values, event, plan.reservation, entry
             )
         except IntegrityError:
             # Another request with this key committed first: its job is the answer.
@@ -247,8 +254,9 @@ async def _insert_with_key(
     values: dict[str, Any],
     event: dict[str, Any],
     reservation: Reservation | None,
+    audit_entry: AuditEvent | None,
 ) -> Admission:
-    """Insert a job, its first event and its idempotency key in one transaction.
+    """Insert a job, its first event, its idempotency key and its audit entry in one transaction.
 
     With a ``reservation`` the job is first checked against its spending limits, in the same
     transaction (see ``services.costs_admission``).
@@ -283,6 +291,8 @@ async def _insert_with_key(
                 expires_at=now + timedelta(hours=ctx.settings.idempotency_ttl_hours),
             )
         )
+        if audit_entry is not None:
+            await append_entries(session, [audit_entry], ctx.clock.now())
     return admission
 
 

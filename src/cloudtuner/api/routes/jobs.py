@@ -9,6 +9,8 @@ from pydantic_core import to_json
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from cloudtuner.api.audit_middleware import audit_event
+from cloudtuner.api.auth_request import request_audit
 from cloudtuner.api.deps import Context, SchedulerDep, requires
 from cloudtuner.api.json_body import parse_body
 from cloudtuner.core.errors import InvalidRequestError
@@ -76,6 +78,7 @@ DEFAULT_PROVIDER = "replicate"
     summary="Submit a training job",
 )
 async def submit_job(
+    request: Request,
     body: SubmitJobRequest,
     ctx: Context,
     principal: Annotated[Principal, Depends(_SUBMIT_GUARD)],
@@ -83,12 +86,22 @@ async def submit_job(
 ) -> Response:
     """Queue a job from a saved config (`config_name_to_load`) or an inline `config` with its
     `dataloader_config`. Returns at once; the scheduler starts the job when limits allow."""
-    return await _submit(ctx, principal, provider, body)
+    return await _submit(request, ctx, principal, provider, body)
 
 
-async def _submit(ctx: ServiceContext, principal: Principal, provider: str, body: SubmitJobRequest) -> Response:
-    """Submit ``body`` and shape the reply: 202 with the new job, or 200 with an idempotent replay's."""
-    result = await submissions.submit_job(ctx, principal, provider.strip().lower(), body, priority=body.priority)
+async def _submit(
+    request: Request, ctx: ServiceContext, principal: Principal, provider: str, body: SubmitJobRequest
+) -> Response:
+    """Submit ``body`` and shape the reply: 202 with the new job, or 200 with an idempotent replay's.
+
+    A new job's audit entry is written with the job (``api.audit_middleware``'s module docstring).
+    """
+    entry = await audit_event(request.scope, status.HTTP_202_ACCEPTED, {})
+    result = await submissions.submit_job(
+        ctx, principal, provider.strip().lower(), body, priority=body.priority, audit=entry
+    )
+    if not result.idempotent_hit:
+        request_audit(request.scope).written = True
     reply = SubmitJobResponse(
         job_id=result.job.job_id,
         status=result.job.status,
@@ -111,7 +124,7 @@ async def _fast_submit(request: Request) -> Response:
     principal = await _SUBMIT_GUARD(request)
     provider = request.query_params.get("provider", DEFAULT_PROVIDER)
     ctx: ServiceContext = request.app.state.ctx
-    return await _submit(ctx, principal, provider, body.value())
+    return await _submit(request, ctx, principal, provider, body.value())
 
 
 class _AuditedRoute(Route):
