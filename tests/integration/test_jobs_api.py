@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -214,6 +215,16 @@ async def test_errors_are_clear_and_4xx(running: RunningApp) -> None:
     malformed = await client.post(SUBMIT, content=b'{"config": ', headers={"content-type": "application/json"})
     assert malformed.status_code == 400
     assert malformed.json()["code"] == "invalid_json"
+    # JSON sent as curl -d sends it (a form's type), on the fast submit route and on a FastAPI route.
+    for method, url in (("POST", SUBMIT), ("PUT", "/api/configs/form-sent")):
+        form = await client.request(
+            method,
+            url,
+            content=json.dumps(INLINE_JOB).encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert (form.status_code, form.json()["code"]) == (415, "unsupported_media_type"), form.text
+        assert "-H 'Content-Type: application/json'" in form.json()["detail"]
     assert (await client.get("/api/cloud/jobs")).json()["jobs"] == [], "no bad request created a job"
 
 

@@ -82,7 +82,11 @@ async def test_fast_route_answers_as_the_fastapi_route(manual: RunningApp) -> No
         assert got == expected, name
     statuses = {name: got[0] for (name, *_), got in zip(CASES, fast, strict=True)}
     assert statuses["valid"] == statuses["json subtype"] == 202
-    assert statuses["not json"] == 400 and statuses["empty"] == statuses["text/plain"] == 422
+    assert statuses["not json"] == 400 and statuses["empty"] == 422
+    assert statuses["text/plain"] == statuses["no content type"] == 415
+    no_content_type = fast[[name for name, *_ in CASES].index("no content type")][1]
+    assert no_content_type["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in no_content_type["detail"], no_content_type
 
 
 async def test_fast_route_answers_as_the_fastapi_route_to_anonymous_callers(manual: RunningApp) -> None:

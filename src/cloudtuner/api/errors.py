@@ -18,6 +18,7 @@ from cloudtuner.core import errors
 log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[errors.CloudtunerError], int] = {
+    errors.UnsupportedMediaTypeError: 415,
     errors.InvalidRequestError: 400,
     errors.AuthenticationRequiredError: 401,
     errors.WebhookRejectedError: 401,
@@ -70,6 +71,12 @@ def _describe_validation(errors_list: list[dict[str, Any]]) -> str:
     return "The request is not valid: " + "; ".join(parts) + more + "."
 
 
+def _body_not_sent_as_json(problem: dict[str, Any]) -> bool:
+    """Return whether a validation problem is a body FastAPI did not read as JSON: it hands a model
+    the raw bytes when the Content-Type is not JSON (or is missing)."""
+    return tuple(problem.get("loc", ())) == ("body",) and isinstance(problem.get("input"), bytes | bytearray)
+
+
 ErrorReply = tuple[int, dict[str, Any], dict[str, str] | None]
 """An error reply's status, JSON body and extra headers."""
 
@@ -97,13 +104,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [dict(e) for e in exc.errors()]
         if any(problem.get("type") == "json_invalid" for problem in problems):
             return JSONResponse(
                 error_body("The request body is not valid JSON; check quotes, commas and brackets.", "invalid_json"),
                 status_code=400,
             )
+        if any(_body_not_sent_as_json(problem) for problem in problems):
+            status, body, headers = reply_for_error(
+                errors.UnsupportedMediaTypeError(
+                    f"The request body must be JSON, sent with the header Content-Type: application/json "
+                    f"(it came with {request.headers.get('content-type') or 'no Content-Type'}); "
+                    "with curl, add -H 'Content-Type: application/json'."
+                )
+            )
+            return JSONResponse(body, status_code=status, headers=headers)
         details = [
             {"loc": list(p.get("loc", ())), "msg": str(p.get("msg", "")), "type": str(p.get("type", ""))}
             for p in problems

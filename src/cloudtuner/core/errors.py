@@ -42,6 +42,12 @@ class InvalidJSONError(InvalidRequestError):
     code = "invalid_json"
 
 
+class UnsupportedMediaTypeError(InvalidRequestError):
+    """The request body must be JSON, sent with the header Content-Type: application/json."""
+
+    code = "unsupported_media_type"
+
+
 class UnknownProviderError(InvalidRequestError):
     """No provider has that name."""
 
