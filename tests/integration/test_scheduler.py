@@ -266,6 +266,7 @@ async def test_a_run_first_seen_finished_still_records_when_it_ran(manual: Runni
     job = (await manual.client.get(f"/api/cloud/jobs/{job_id}")).json()["job"]
     assert job["status"] == "completed"
     assert [event["to_status"] for event in job["events"]] == ["queued", "starting", "running", "completed"]
+    assert job["events"][2]["cause"] == "provider reported the run's start"
     row = await job_row(manual, job_id)
     assert reported.started_at is not None and row.started_at == reported.started_at
     assert row.finished_at is not None and row.finished_at > row.started_at

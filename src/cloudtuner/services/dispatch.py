@@ -142,7 +142,7 @@ def apply_observation(ctx: ServiceContext, session: AsyncSession, job: JobRow, i
         if target.is_terminal and _ran_unseen(job, info, current):
             started = _reported_start(job, info, now)
             job.started_at = started
-            transition_job(session, job, JobStatus.RUNNING, cause=cause, now=started)
+            transition_job(session, job, JobStatus.RUNNING, cause="provider reported the run's start", now=started)
             job.updated_at = now
         if target is JobStatus.FAILED and info.error:
             job.error = info.error
