@@ -8,7 +8,9 @@ order they were queued, commits once and hands each caller its change's result. 
 during a flush form the next batch. A caller returns only after its change is committed.
 
 A change runs inside the transaction, so it must not do I/O or await anything; it may call
-``transitions.transition_job`` and add rows to the session. If any change of a batch raises,
+``transitions.transition_job`` and add rows to the session. Rows added through
+``db.batched_inserts.add_row`` (job events, job storage keys, delivery rows) are written after the
+changes with one INSERT per table, before the commit. If any change of a batch raises,
 the batch is rolled back and each of its changes is retried in a transaction of its own, so one
 bad change cannot lose the others; the one that raised gets its exception.
 """
@@ -20,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloudtuner.db.batched_inserts import batched_inserts
 from cloudtuner.db.engine import Database
 from cloudtuner.db.tables import JobRow
 from cloudtuner.services.group_commit import GroupCommit
@@ -53,4 +56,9 @@ class JobUpdates:
     async def _commit(self, batch: list[tuple[str, JobChange[Any]]]) -> list[Any]:
         async with self._db.transaction() as session:
             rows = await lock_jobs(session, [job_id for job_id, _ in batch])
-            return [change(session, rows.get(job_id)) for job_id, change in batch]
+            with batched_inserts(session) as added:
+                results = [change(session, rows.get(job_id)) for job_id, change in batch]
+            # The jobs' UPDATEs first, then the new rows (as the session's own flush orders them).
+            await session.flush()
+            await added.write(session)
+            return results

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import InvalidPublishingError, PublicUrlRequiredError, PublishingUnsupportedError
+from cloudtuner.db.batched_inserts import add_row
 from cloudtuner.db.tables import JobDeliveryRow, JobRow
 from cloudtuner.providers.base import CloudTrainerService, DeliveryTarget, HubDelivery, S3Delivery
 from cloudtuner.schemas.artifacts import DeliveryState
@@ -360,14 +361,21 @@ def note_delivery(session: AsyncSession, job: JobRow, *, now: datetime) -> None:
     destination = requested_destination(job.publishing)
     if destination == PublishingDestination.NONE.value:
         return
-    session.add(
-        JobDeliveryRow(
-            job_id=job.id,
-            destination=destination,
-            state=DeliveryState.PENDING.value,
-            attempts=0,
-            next_attempt_at=None,
-            created_at=now,
-            updated_at=now,
-        )
+    add_row(
+        session,
+        JobDeliveryRow,
+        {
+            "job_id": job.id,
+            "destination": destination,
+            "state": DeliveryState.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": None,
+            "lease_token": None,
+            "lease_expires_at": None,
+            "reported": None,
+            "error": None,
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": None,
+        },
     )

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import InvalidStorageScopeError, JobNotFoundError, StorageCredentialNotFoundError
 from cloudtuner.core.permissions import Principal
+from cloudtuner.db.batched_inserts import add_row
 from cloudtuner.db.engine import Database
 from cloudtuner.db.tables import JobRow, StorageCredentialRow
 from cloudtuner.schemas.storage import (
@@ -317,30 +318,38 @@ def add_job_storage_credentials(
     """Add a new access key for ``job`` to ``session`` and return it; awaits nothing.
 
     For a change run by ``JobUpdates.apply`` (which must not await): the row is written when the
-    caller's transaction commits. The key is limited to the default bucket and ``jobs/<job id>/``
-    and has no expiry while the job runs; it ends ``storage_credentials_grace_seconds`` after the
-    job does (``jobs.finished_at``). On a job that already ended, it ends with the job's keys.
+    caller's transaction commits (``db.batched_inserts.add_row``). The key is limited to the
+    default bucket and ``jobs/<job id>/`` and has no expiry while the job runs; it ends
+    ``storage_credentials_grace_seconds`` after the job does (``jobs.finished_at``). On a job
+    that already ended, it ends with the job's keys.
     Each call makes a new key: keys of earlier attempts keep working until the job ends.
     """
     now = now or ctx.clock.now()
     grace = ctx.settings.storage_credentials_grace_seconds
     secret = new_secret_access_key()
-    row = StorageCredentialRow(
-        access_key_id=new_access_key_id(JOB_KEY_PREFIX),
-        secret_ciphertext=ctx.secrets.box.encrypt(secret),
-        kind=StorageCredentialKind.JOB.value,
-        name=None,
-        job_id=job.id,
-        bucket=ctx.settings.storage_default_bucket,
-        prefix=job_prefix(job.id),
-        created_by=None,
-        created_at=now,
-        expires_at=job.finished_at + timedelta(seconds=grace) if job.finished_at is not None else None,
-        grace_seconds=grace,
-        revoked_at=None,
+    access_key_id = new_access_key_id(JOB_KEY_PREFIX)
+    bucket = ctx.settings.storage_default_bucket
+    prefix = job_prefix(job.id)
+    expires_at = job.finished_at + timedelta(seconds=grace) if job.finished_at is not None else None
+    add_row(
+        session,
+        StorageCredentialRow,
+        {
+            "access_key_id": access_key_id,
+            "secret_ciphertext": ctx.secrets.box.encrypt(secret),
+            "kind": StorageCredentialKind.JOB.value,
+            "name": None,
+            "job_id": job.id,
+            "bucket": bucket,
+            "prefix": prefix,
+            "created_by": None,
+            "created_at": now,
+            "expires_at": expires_at,
+            "grace_seconds": grace,
+            "revoked_at": None,
+        },
     )
-    session.add(row)
-    return JobStorageCredentials(row.access_key_id, secret, row.bucket or "", row.prefix or "", row.expires_at)
+    return JobStorageCredentials(access_key_id, secret, bucket, prefix, expires_at)
 
 
 async def issue_job_storage_credentials(

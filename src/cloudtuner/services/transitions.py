@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloudtuner.core.errors import IllegalTransitionError, JobNotFoundError
 from cloudtuner.core.states import JobStatus, is_legal_transition
+from cloudtuner.db.batched_inserts import add_row
 from cloudtuner.db.tables import JobEventRow, JobRow
 from cloudtuner.services import costs
 
@@ -66,16 +67,18 @@ def record_event(
     detail: str | None,
     now: datetime,
 ) -> None:
-    """Add a timeline event for ``job`` at its current status."""
-    session.add(
-        JobEventRow(
-            job_id=job.id,
-            from_status=from_status.value if from_status else None,
-            to_status=job.status,
-            cause=cause,
-            detail=detail,
-            created_at=now,
-        )
+    """Add a timeline event for ``job`` at its current status (``db.batched_inserts.add_row``)."""
+    add_row(
+        session,
+        JobEventRow,
+        {
+            "job_id": job.id,
+            "from_status": from_status.value if from_status else None,
+            "to_status": job.status,
+            "cause": cause,
+            "detail": detail,
+            "created_at": now,
+        },
     )
 
 
