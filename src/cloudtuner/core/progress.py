@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -25,7 +25,8 @@ class JobProgress:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields that are set, for storage."""
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        # Read field by field: ``asdict`` deep-copies, ten times the cost for these plain values.
+        return {name: value for name in _FIELDS if (value := getattr(self, name)) is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> JobProgress | None:
@@ -34,3 +35,6 @@ class JobProgress:
             return None
         known = {key: data[key] for key in ("stage", "step", "total_steps", "loss", "learning_rate") if key in data}
         return cls(**known)
+
+
+_FIELDS = tuple(field.name for field in fields(JobProgress))
