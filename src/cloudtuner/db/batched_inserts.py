@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,4 +72,4 @@ def add_row(session: AsyncSession, model: type[Base], values: dict[str, Any]) ->
     if batch is None:
         session.add(model(**values))
     else:
-        batch.add(model.__table__, values)  # type: ignore[arg-type]
+        batch.add(cast(Table, model.__table__), values)
