@@ -332,7 +332,10 @@ def test_out_of_order_webhooks_never_move_the_job_back(
     assert deliveries[0]["run_status"] == "succeeded" and deliveries[-1]["run_status"] == "processing", deliveries
 
     job = server.job(job_id)
-    assert assert_forward_only(job) == ["queued", "uploading", "starting", "completed"], job["events"]
+    # First seen finished (the newest delivery came first): the running step is at Replicate's started_at.
+    assert assert_forward_only(job) == ["queued", "uploading", "starting", "running", "completed"], job["events"]
+    assert job["events"][3]["cause"] == "provider reported the run's start", job["events"]
+    assert job["started_at"] is not None and job["duration_seconds"] is not None, job
     assert job_logs(server, job_id) == detail["logs"]
     assert (job["progress"]["step"], job["progress"]["total_steps"]) == (1000, 1000), job
     # Late "processing" deliveries must not replace the final cost with a running estimate.
