@@ -71,13 +71,19 @@ async def send_all(app: RunningApp, headers: dict[str, str] | None = None) -> li
     return replies
 
 
-async def test_fast_route_answers_as_the_fastapi_route(manual: RunningApp) -> None:
-    fast = await send_all(manual)
-    routes = without_fast_route(manual.app)
+async def with_and_without_fast_route(app: RunningApp) -> tuple[list[Any], list[Any]]:
+    """Send every case through the app as it is, then with the fast route taken out; return both."""
+    fast = await send_all(app)
+    routes = without_fast_route(app.app)
     try:
-        reference = await send_all(manual)
+        reference = await send_all(app)
     finally:
-        manual.app.router.routes[:] = routes
+        app.app.router.routes[:] = routes
+    return fast, reference
+
+
+async def test_fast_route_answers_as_the_fastapi_route(manual: RunningApp) -> None:
+    fast, reference = await with_and_without_fast_route(manual)
     for (name, *_), got, expected in zip(CASES, fast, reference, strict=True):
         assert got == expected, name
     statuses = {name: got[0] for (name, *_), got in zip(CASES, fast, strict=True)}
@@ -92,12 +98,7 @@ async def test_fast_route_answers_as_the_fastapi_route(manual: RunningApp) -> No
 async def test_fast_route_answers_as_the_fastapi_route_to_anonymous_callers(manual: RunningApp) -> None:
     """Multi-user mode: a body that is not JSON is refused (400) before the missing sign-in (401)."""
     await users.create_user(manual.ctx, "admin", "correct horse battery staple", "admin")
-    fast = await send_all(manual)
-    routes = without_fast_route(manual.app)
-    try:
-        reference = await send_all(manual)
-    finally:
-        manual.app.router.routes[:] = routes
+    fast, reference = await with_and_without_fast_route(manual)
     assert fast == reference
     statuses = {name: got[0] for (name, *_), got in zip(CASES, fast, strict=True)}
     assert statuses["not json"] == 400
