@@ -13,8 +13,9 @@ to answer bad bodies exactly as a FastAPI body parameter would, so that clients 
 * a model's errors carry ``("body", ...)`` locations.
 
 The app's handler for ``RequestValidationError`` (``api.errors``) turns them into the usual
-400 ``invalid_json`` or 422 ``validation_error`` replies. :func:`parse_body` returns a
-:class:`ParsedBody`, whose model or errors the route takes after its permission check.
+400 ``invalid_json``, 415 ``unsupported_media_type`` (raw bytes) or 422 ``validation_error``
+replies. :func:`parse_body` returns a :class:`ParsedBody`, whose model or errors the route takes
+after its permission check.
 """
 
 from __future__ import annotations

@@ -143,7 +143,6 @@ def apply_observation(ctx: ServiceContext, session: AsyncSession, job: JobRow, i
             started = _reported_start(job, info, now)
             job.started_at = started
             transition_job(session, job, JobStatus.RUNNING, cause="provider reported the run's start", now=started)
-            job.updated_at = now
         if target is JobStatus.FAILED and info.error:
             job.error = info.error
         transition_job(session, job, target, cause=cause, now=now, detail=info.error)

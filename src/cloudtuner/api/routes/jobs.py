@@ -142,7 +142,7 @@ def fast_submit_route() -> Route:
     """Return the route that answers submissions, to be matched before every other route.
 
     Clients send jobs in streams, and for each the framework's route matching, dependency
-    solving and parameter handling cost about a third of the server's CPU. This plain route
+    solving and parameter handling cost about a quarter of the submission's CPU. This plain route
     answers exactly as :func:`submit_job` does: the same permission check, the same function,
     the same body errors (``api.json_body``), the same name for the audit log; the app's error
     handlers and middleware apply to it as to any route. :func:`submit_job` stays declared for
