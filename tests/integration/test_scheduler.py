@@ -12,7 +12,7 @@ from cloudtuner.core.states import JobStatus
 from cloudtuner.db.tables import JobRow
 from cloudtuner.providers.base import CloudJobInfo, CloudJobStatus
 from cloudtuner.scheduler.loops import Scheduler
-from cloudtuner.services import dispatch, leases
+from cloudtuner.services import dispatch, leases, observations
 from cloudtuner.services.transitions import lock_job, transition_job
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.integration.conftest import INLINE_JOB, RunningApp, inline_job, make_settings, start_app
@@ -164,11 +164,11 @@ async def test_terminal_states_are_final(manual: RunningApp) -> None:
     late = CloudJobInfo(provider_job_id="late", status=CloudJobStatus.RUNNING)
     async with manual.ctx.db.transaction() as session:
         job = await lock_job(session, job_id)
-        dispatch.apply_observation(manual.ctx, session, job, late, cause="late event")
+        observations.apply_observation(manual.ctx, session, job, late, cause="late event")
     async with manual.ctx.db.transaction() as session:
         job = await lock_job(session, job_id)
         done = CloudJobInfo(provider_job_id="late", status=CloudJobStatus.COMPLETED)
-        dispatch.apply_observation(manual.ctx, session, job, done, cause="late event")
+        observations.apply_observation(manual.ctx, session, job, done, cause="late event")
     assert (await job_row(manual, job_id)).status == JobStatus.CANCELLED.value
 
 
@@ -177,9 +177,9 @@ async def test_out_of_order_observations_never_move_a_job_back(manual: RunningAp
     async with manual.ctx.db.transaction() as session:
         job = await lock_job(session, job_id)
         running = CloudJobInfo(provider_job_id="r", status=CloudJobStatus.RUNNING)
-        dispatch.apply_observation(manual.ctx, session, job, running, cause="webhook")
+        observations.apply_observation(manual.ctx, session, job, running, cause="webhook")
         starting = CloudJobInfo(provider_job_id="r", status=CloudJobStatus.STARTING)
-        dispatch.apply_observation(manual.ctx, session, job, starting, cause="stale webhook")
+        observations.apply_observation(manual.ctx, session, job, starting, cause="stale webhook")
     assert (await job_row(manual, job_id)).status == JobStatus.RUNNING.value
 
 
@@ -284,7 +284,7 @@ async def test_a_reported_start_is_kept_between_dispatch_and_now(manual: Running
         async with manual.ctx.db.transaction() as session:
             job = await lock_job(session, job_id)
             info = CloudJobInfo(provider_job_id=job_id, status=CloudJobStatus.FAILED, started_at=started, error="oom")
-            dispatch.apply_observation(manual.ctx, session, job, info, cause="sync")
+            observations.apply_observation(manual.ctx, session, job, info, cause="sync")
     assert (await job_row(manual, early)).started_at == created
     late_row = await job_row(manual, late)
     assert late_row.started_at is not None and late_row.finished_at is not None
@@ -297,7 +297,7 @@ async def test_a_finished_run_reported_with_no_start_is_not_given_one(manual: Ru
     async with manual.ctx.db.transaction() as session:
         job = await lock_job(session, job_id)
         done = CloudJobInfo(provider_job_id="r", status=CloudJobStatus.COMPLETED)
-        dispatch.apply_observation(manual.ctx, session, job, done, cause="sync")
+        observations.apply_observation(manual.ctx, session, job, done, cause="sync")
     row = await job_row(manual, job_id)
     assert row.status == JobStatus.COMPLETED.value and row.started_at is None
     events = (await manual.client.get(f"/api/cloud/jobs/{job_id}")).json()["job"]["events"]

@@ -1,7 +1,7 @@
 """A job's cost: accrued while it runs, final when its provider says so, capped by its own budget.
 
 These functions change a locked job row and nothing else: they run inside the scheduler's and the
-webhooks' write transactions (``services.dispatch.apply_observation``, the ``JobUpdates`` group
+webhooks' write transactions (``services.observations.apply_observation``, the ``JobUpdates`` group
 commit), so they do no I/O and never await.
 
 How a cost is worked out from one provider report (``CloudJobInfo``):

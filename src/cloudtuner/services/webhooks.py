@@ -43,8 +43,8 @@ from cloudtuner.db.engine import Database
 from cloudtuner.db.tables import Base, JobRow, WebhookReceiptRow
 from cloudtuner.providers.base import WebhookEvent
 from cloudtuner.services.context import ServiceContext
-from cloudtuner.services.dispatch import append_log, apply_observation
 from cloudtuner.services.group_commit import GroupCommit
+from cloudtuner.services.observations import append_log, apply_observation
 from cloudtuner.services.settings_documents import get_cloud_settings, get_provider_settings
 
 log = logging.getLogger(__name__)
